@@ -1,0 +1,21 @@
+//! What every stockcast service shares: layered typed config, telemetry (logs, OTLP traces,
+//! Prometheus metrics), the gRPC server bootstrap (health lifecycle, reflection, timeouts,
+//! load shedding, request metrics) and ordered, bounded graceful shutdown.
+
+pub mod cli;
+pub mod config;
+pub mod grpc;
+pub mod metrics;
+pub mod secret;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use crate::config::{ConfigError, ConfigSource, Settings};
+pub use crate::grpc::GrpcServer;
+pub use crate::secret::Secret;
+pub use crate::settings::{BasicSettings, LogFormat, ServerSettings, TelemetrySettings};
+pub use crate::shutdown::Shutdown;
+
+/// Process exit code for a configuration that cannot be used (`EX_USAGE` in sysexits.h).
+pub const EXIT_CONFIG: u8 = 64;

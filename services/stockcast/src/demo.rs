@@ -1,0 +1,150 @@
+//! `stockcast demo`: the five services in one process on embedded backends.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use stockcast_runtime::{BasicSettings, ServerSettings, Shutdown, TelemetrySettings};
+use tokio::net::TcpListener;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::Service;
+
+/// `stockcast demo` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// gRPC port of the first service; the others take the next four ports.
+    #[arg(long, default_value_t = 50051, env = "STOCKCAST_DEMO_BASE_PORT")]
+    base_port: u16,
+    /// Address for Prometheus `/metrics` of the whole process.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9100",
+        env = "STOCKCAST_DEMO_METRICS_ADDR"
+    )]
+    metrics_addr: SocketAddr,
+    /// Stops after this long (e.g. `30s`) instead of waiting for Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+}
+
+pub async fn run(args: DemoArgs) -> ExitCode {
+    match demo(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("demo failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let telemetry = stockcast_runtime::telemetry::init("demo", &TelemetrySettings::default())?;
+    let shutdown = Shutdown::on_signals();
+    stockcast_runtime::metrics::spawn(args.metrics_addr, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot bind the metrics address {}", args.metrics_addr))?;
+
+    let mut servers = Vec::new();
+    let mut endpoints = Vec::new();
+    for (index, service) in Service::ALL.into_iter().enumerate() {
+        let port = args.base_port + index as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot bind {} on {addr} (use --base-port)", service.name())
+        })?;
+        let settings = BasicSettings {
+            server: ServerSettings {
+                grpc_addr: addr,
+                shutdown_grace_ms: 5_000,
+                ..ServerSettings::default()
+            },
+            telemetry: TelemetrySettings::default(),
+        };
+        servers.push(tokio::spawn(serve(
+            service,
+            listener,
+            settings,
+            shutdown.clone(),
+        )));
+        endpoints.push((service, addr));
+    }
+
+    for (service, addr) in &endpoints {
+        wait_serving(*addr, Duration::from_secs(10))
+            .await
+            .with_context(|| format!("{} did not become ready", service.name()))?;
+    }
+    tracing::info!("stockcast demo ready");
+    for (service, addr) in &endpoints {
+        tracing::info!(service = service.name(), grpc = %addr, "serving");
+    }
+    tracing::info!(metrics = %args.metrics_addr, "prometheus metrics on /metrics; Ctrl-C stops");
+
+    if let Some(duration) = args.duration {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => shutdown.trigger(),
+            () = shutdown.wait() => {}
+        }
+    }
+    let mut failed = None;
+    for (server, (service, _)) in servers.into_iter().zip(&endpoints) {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => failed = Some(anyhow::anyhow!("{}: {error}", service.name())),
+            Err(error) => failed = Some(anyhow::anyhow!("{}: {error}", service.name())),
+        }
+    }
+    tracing::info!("stockcast demo stopped");
+    telemetry.shutdown(Duration::from_secs(2));
+    failed.map_or(Ok(()), Err)
+}
+
+fn serve(
+    service: Service,
+    listener: TcpListener,
+    settings: BasicSettings,
+    shutdown: Shutdown,
+) -> BoxFuture<'static, Result<(), stockcast_runtime::grpc::ServeError>> {
+    match service {
+        Service::Ingestion => Box::pin(stockcast_ingestion::serve(listener, settings, shutdown)),
+        Service::FeatureStore => {
+            Box::pin(stockcast_feature_store::serve(listener, settings, shutdown))
+        }
+        Service::Inference => Box::pin(stockcast_inference::serve(listener, settings, shutdown)),
+        Service::ModelRegistryProxy => Box::pin(stockcast_model_registry_proxy::serve(
+            listener, settings, shutdown,
+        )),
+        Service::RiskMetrics => {
+            Box::pin(stockcast_risk_metrics::serve(listener, settings, shutdown))
+        }
+    }
+}
+
+/// Polls `grpc.health.v1` until the server reports SERVING.
+async fn wait_serving(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
+    let mut client = HealthClient::new(channel);
+    loop {
+        let status = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        if matches!(status, Ok(code) if code == ServingStatus::Serving as i32) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("health at {addr} is {status:?} after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

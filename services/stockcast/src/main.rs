@@ -1,0 +1,92 @@
+//! `stockcast`: run the whole platform in one process (`demo`), or one service (`serve`).
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use stockcast_runtime::cli::ServiceArgs;
+
+/// stockcast — an MLOps platform for stock prediction.
+///
+/// `stockcast demo` runs all five services in this process on embedded backends (in-process
+/// event bus, in-memory online store, SQLite, a local model directory): nothing else to
+/// install. `stockcast serve <service>` runs one service against the production backends
+/// named in its configuration.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stockcast",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs all five services in one process on embedded backends, until Ctrl-C.
+    Demo(demo::DemoArgs),
+    /// Runs one service; configuration from `--config`, `STOCKCAST_<SERVICE>__…` and flags.
+    Serve {
+        /// Which service.
+        service: Service,
+        #[command(flatten)]
+        args: ServiceArgs,
+    },
+}
+
+/// The five services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    /// Market data in: sources, validation, bars onto Kafka and PostgreSQL.
+    Ingestion,
+    /// Streaming indicators, Redis online store, point-in-time offline store.
+    FeatureStore,
+    /// ONNX models over stockcast's API and KServe v2.
+    Inference,
+    /// MLflow Model Registry behind a typed gRPC API.
+    ModelRegistryProxy,
+    /// Strategy P&L, risk and model performance.
+    RiskMetrics,
+}
+
+impl Service {
+    /// Every service, in data-flow order.
+    pub const ALL: [Service; 5] = [
+        Service::Ingestion,
+        Service::FeatureStore,
+        Service::Inference,
+        Service::ModelRegistryProxy,
+        Service::RiskMetrics,
+    ];
+
+    /// The service's name as used in config and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Ingestion => stockcast_ingestion::SERVICE,
+            Service::FeatureStore => stockcast_feature_store::SERVICE,
+            Service::Inference => stockcast_inference::SERVICE,
+            Service::ModelRegistryProxy => stockcast_model_registry_proxy::SERVICE,
+            Service::RiskMetrics => stockcast_risk_metrics::SERVICE,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve { service, args } => match service {
+            Service::Ingestion => stockcast_ingestion::run(args).await,
+            Service::FeatureStore => stockcast_feature_store::run(args).await,
+            Service::Inference => stockcast_inference::run(args).await,
+            Service::ModelRegistryProxy => stockcast_model_registry_proxy::run(args).await,
+            Service::RiskMetrics => stockcast_risk_metrics::run(args).await,
+        },
+    }
+}

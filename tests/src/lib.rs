@@ -1,0 +1,1 @@
+//! End-to-end tests across real stockcast processes live in `tests/tests/`.
