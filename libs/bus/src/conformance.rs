@@ -2,6 +2,8 @@
 //! and a unique name prefix (so cases run in parallel on one broker) and panics on failure.
 //! [`bus_conformance!`](crate::bus_conformance) turns the cases into tests.
 
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

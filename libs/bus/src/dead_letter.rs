@@ -68,7 +68,7 @@ impl DeadLetter {
         let now = std::time::SystemTime::now();
         let letter = DeadLetterRecord {
             origin: Some(origin),
-            payload: payload.into(),
+            payload,
             payload_type,
             reason_code: self.code as i32,
             reason: self.reason,
@@ -92,7 +92,7 @@ impl DeadLetter {
             topic: message.topic.clone(),
             partition: message.partition,
             offset: message.offset,
-            key: message.key.to_vec().into(),
+            key: message.key.to_vec(),
             consumer_group: consumer_group.to_owned(),
         });
         let payload_type = message.message_type().unwrap_or_default().to_owned();

@@ -96,6 +96,14 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", &id[..12])
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a child process to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|error| panic!("no free port on 127.0.0.1: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,92 @@
+//! Load shedding, the grace period, and request metrics.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use stockcast_runtime::{ServerSettings, Shutdown};
+use support::*;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_concurrency_limit_are_shed_and_counted() {
+    let _ = stockcast_runtime::metrics::handle();
+    let shutdown = Shutdown::new();
+    let server = start(
+        ServerSettings {
+            concurrency_limit: 1,
+            ..settings()
+        },
+        shutdown.clone(),
+    )
+    .await;
+    server.ready.store(true, Ordering::SeqCst);
+
+    let busy = tokio::spawn(slow_call(channel(server.addr), 500));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let shed = slow_call(channel(server.addr), 0).await.unwrap_err();
+    assert_eq!(shed.code(), tonic::Code::ResourceExhausted, "{shed:?}");
+    assert!(shed.message().contains("limit of 1"), "{}", shed.message());
+    assert!(busy.await.unwrap().unwrap());
+    assert!(
+        slow_call(channel(server.addr), 0).await.unwrap(),
+        "served once the slot is free"
+    );
+
+    let text = stockcast_runtime::metrics::handle().render();
+    let ok = r#"stockcast_grpc_server_requests_total{service="lifecycle-test",method="/inference.GRPCInferenceService/ServerLive",code="OK"} 2"#;
+    let exhausted = r#"stockcast_grpc_server_requests_total{service="lifecycle-test",method="/inference.GRPCInferenceService/ServerLive",code="RESOURCE_EXHAUSTED"} 1"#;
+    assert!(text.contains(ok), "missing {ok} in\n{text}");
+    assert!(text.contains(exhausted), "missing {exhausted} in\n{text}");
+    assert!(
+        text.contains("stockcast_grpc_server_shed_total{service=\"lifecycle-test\"} 1"),
+        "{text}"
+    );
+    shutdown.trigger();
+    server.handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_outliving_the_grace_period_are_cut() {
+    let shutdown = Shutdown::new();
+    let server = start(
+        ServerSettings {
+            shutdown_grace_ms: 200,
+            ..settings()
+        },
+        shutdown.clone(),
+    )
+    .await;
+    server.ready.store(true, Ordering::SeqCst);
+    wait_health(server.addr, ServingStatus::Serving, Duration::from_secs(5)).await;
+
+    let stuck = tokio::spawn(slow_call(channel(server.addr), 30_000));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    shutdown.trigger();
+    server.handle.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "serve must return after the grace period, took {:?}",
+        started.elapsed()
+    );
+    stuck.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outliving_the_request_timeout_is_cancelled() {
+    let shutdown = Shutdown::new();
+    let server = start(
+        ServerSettings {
+            request_timeout_ms: 100,
+            ..settings()
+        },
+        shutdown.clone(),
+    )
+    .await;
+    let error = slow_call(channel(server.addr), 2_000).await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::Cancelled, "{error:?}");
+    shutdown.trigger();
+    server.handle.await.unwrap().unwrap();
+}

@@ -1,0 +1,157 @@
+//! The `stockcast` binary as users run it.
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn stockcast(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stockcast"));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run stockcast")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = stockcast(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in ["demo", "serve", "embedded"] {
+        assert!(help.contains(word), "help lacks {word:?}:\n{help}");
+    }
+}
+
+#[test]
+fn an_invalid_config_value_exits_64_naming_the_key() {
+    let out = stockcast(
+        &["serve", "ingestion"],
+        &[("STOCKCAST_INGESTION__SERVER__REQUEST_TIMEOUT_MS", "soon")],
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("server.request_timeout_ms"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_key_exits_64_naming_it() {
+    let out = stockcast(&["serve", "inference", "--set", "server.grpc_adr=1"], &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("grpc_adr"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn print_config_shows_the_layered_values() {
+    let out = stockcast(
+        &[
+            "serve",
+            "feature-store",
+            "--print-config",
+            "--set",
+            "server.concurrency_limit=7",
+        ],
+        &[("STOCKCAST_FEATURE_STORE__TELEMETRY__LOG_FORMAT", "json")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = text(&out.stdout);
+    assert!(config.contains("concurrency_limit = 7"), "{config}");
+    assert!(
+        config.contains("grpc_addr = \"127.0.0.1:50052\""),
+        "per-service default port:\n{config}"
+    );
+    assert!(config.contains("log_format = \"json\""), "{config}");
+}
+
+#[test]
+fn a_served_service_stops_cleanly_on_sigterm() {
+    let port = stockcast_testkit::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
+        .args([
+            "serve",
+            "risk-metrics",
+            "--grpc-addr",
+            &addr,
+            "--set",
+            "server.metrics_addr=127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "service never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut logs = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut logs)
+        .expect("read");
+    assert!(status.success(), "exit {status:?}\n{logs}");
+    assert!(logs.contains("SIGTERM"), "{logs}");
+    assert!(logs.contains("grpc server stopped"), "{logs}");
+}
+
+#[test]
+fn the_demo_starts_every_service_and_stops_after_its_duration() {
+    let base = stockcast_testkit::free_port()
+        .saturating_sub(10)
+        .max(20_000);
+    let out = stockcast(
+        &[
+            "demo",
+            "--duration",
+            "1s",
+            "--base-port",
+            &base.to_string(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let logs = text(&out.stdout);
+    assert!(out.status.success(), "{logs}\n{}", text(&out.stderr));
+    assert!(logs.contains("stockcast demo ready"), "{logs}");
+    for service in [
+        "ingestion",
+        "feature-store",
+        "inference",
+        "model-registry-proxy",
+        "risk-metrics",
+    ] {
+        assert!(logs.contains(service), "{service} missing from\n{logs}");
+    }
+    assert!(logs.contains("stockcast demo stopped"), "{logs}");
+}
