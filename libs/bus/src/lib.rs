@@ -10,6 +10,7 @@ mod dead_letter;
 pub mod kafka;
 pub mod memory;
 mod record;
+mod settings;
 mod trace;
 
 #[cfg(feature = "conformance")]
@@ -21,6 +22,7 @@ pub use crate::dead_letter::{DeadLetter, dead_letter_topic};
 pub use crate::kafka::{KafkaBus, KafkaSettings};
 pub use crate::memory::MemoryBus;
 pub use crate::record::{Delivery, Header, Message, Offsets, Record};
+pub use crate::settings::{BusKind, BusSettings};
 
 /// Header carrying the full protobuf message name of the payload.
 pub const MESSAGE_TYPE_HEADER: &str = "stockcast-payload-type";

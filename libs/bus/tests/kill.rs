@@ -32,7 +32,10 @@ async fn child_consumer() {
     let bus = kafka();
     let mut consumer = bus.subscribe(&group, &[&topic]).await.expect("subscribe");
     let got = recv_n(consumer.as_mut(), 4).await;
-    consumer.commit(&Offsets::of(&got[1])).await.expect("commit");
+    consumer
+        .commit(&Offsets::of(&got[1]))
+        .await
+        .expect("commit");
     println!("CONSUMED {}", got.len());
     tokio::time::sleep(Duration::from_secs(120)).await;
 }
@@ -73,7 +76,10 @@ async fn consumer_killed_before_commit_redelivers() {
     // The report thread finished because it saw the line, or because stdout closed.
     child.kill().expect("SIGKILL the child");
     child.wait().expect("reap");
-    assert!(reported.join().expect("join"), "child did not consume 4 records");
+    assert!(
+        reported.join().expect("join"),
+        "child did not consume 4 records"
+    );
 
     let mut next = bus.subscribe(&group, &[&topic]).await.expect("subscribe");
     let got: Vec<u8> = recv_n(next.as_mut(), 4)
@@ -81,5 +87,9 @@ async fn consumer_killed_before_commit_redelivers() {
         .iter()
         .map(|m| m.payload[0])
         .collect();
-    assert_eq!(got, vec![2, 3, 4, 5], "uncommitted records come again, committed ones do not");
+    assert_eq!(
+        got,
+        vec![2, 3, 4, 5],
+        "uncommitted records come again, committed ones do not"
+    );
 }

@@ -1,21 +1,39 @@
 //! The ingestion service: where market data enters stockcast.
 //!
-//! Owns the raw bars table; consumes Alpha Vantage, CSV files, the synthetic generator and
-//! pushed bars; produces market-bar and dead-letter events; serves
-//! `stockcast.ingestion.v1.IngestionService`.
+//! - **Owns** the raw bars table, corrections and backfill jobs (its PostgreSQL schema, or
+//!   SQLite embedded).
+//! - **Consumes** Alpha Vantage, CSV files, the synthetic generator and bars pushed over gRPC.
+//! - **Produces** `stockcast.events.v1.MarketBarEvent` on `stockcast.market.bars.v1` (key =
+//!   symbol) and `DeadLetterRecord`s on `stockcast.market.bars-dlq.v1`.
+//! - **Serves** `stockcast.ingestion.v1.IngestionService`.
 //!
-//! Until its own issue lands, the service runs the shared runtime (health, reflection,
-//! metrics, shutdown) and answers its RPCs with UNIMPLEMENTED.
+//! See `docs/ingestion.md` for the rules and guarantees.
+
+pub mod error;
+mod gaps;
+mod grpc;
+pub mod ingest;
+pub mod jobs;
+mod metrics;
+pub mod settings;
+pub mod store;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use stockcast_proto::stockcast::ingestion::v1::ingestion_service_server::{
-    IngestionService, IngestionServiceServer,
-};
+use stockcast_bus::{BusKind, EventBus};
+use stockcast_market::Validator;
+use stockcast_proto::stockcast::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use stockcast_runtime::cli::ServiceArgs;
-use stockcast_runtime::grpc::ServeError;
-use stockcast_runtime::{BasicSettings, GrpcServer, Shutdown};
+use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
+
+pub use crate::grpc::BudgetProbe;
+use crate::ingest::Ingestor;
+use crate::jobs::{Backfills, Sources};
+pub use crate::settings::Settings;
+use crate::store::{BarStore, PostgresStore, SqliteStore};
 
 /// Service name: config prefix `STOCKCAST_INGESTION__`, metrics label, health.
 pub const SERVICE: &str = "ingestion";
@@ -26,30 +44,188 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("server.metrics_addr", "127.0.0.1:9101"),
 ];
 
-/// The service's settings.
-pub type Settings = BasicSettings;
+/// What the service runs on.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// Bars and jobs.
+    pub store: Arc<dyn BarStore>,
+    /// Event bus.
+    pub bus: Arc<dyn EventBus>,
+    /// Backfill sources.
+    pub sources: Sources,
+    /// Alpha Vantage budget probe for status.
+    pub budget: BudgetProbe,
+}
 
-#[derive(Debug, Clone, Copy)]
-struct Api;
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage could not be opened or migrated.
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+    /// The bus could not be set up.
+    #[error("event bus: {0}")]
+    Bus(#[from] stockcast_bus::BusError),
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] stockcast_runtime::grpc::ServeError),
+}
 
-#[tonic::async_trait]
-impl IngestionService for Api {}
+impl Deps {
+    /// Builds the dependencies named by `settings`: the store (migrated), the bus, sources.
+    pub async fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+        let url = settings.storage.url.expose();
+        let store: Arc<dyn BarStore> = if url.starts_with("sqlite:") {
+            Arc::new(SqliteStore::open(url).await?)
+        } else {
+            let store = PostgresStore::connect_lazy(
+                url,
+                &settings.storage.schema,
+                settings.storage.max_connections,
+                Duration::from_millis(settings.storage.acquire_timeout_ms),
+            )?;
+            migrate_with_retry(&store).await?;
+            Arc::new(store)
+        };
+        let bus = settings.bus.connect()?;
+        let (sources, budget) = sources(settings);
+        Ok(Self {
+            store,
+            bus,
+            sources,
+            budget,
+        })
+    }
+}
 
-/// Serves the service on `listener` until `shutdown` fires, then drains.
+/// The backfill sources for `settings`, and the Alpha Vantage budget probe.
+pub fn sources(settings: &Settings) -> (Sources, BudgetProbe) {
+    use stockcast_market::sources::{alpha_vantage, csv, synthetic};
+    let alpha = (!settings.alpha_vantage.api_key.is_empty())
+        .then(|| alpha_vantage::AlphaVantage::new(settings.alpha_vantage.clone()))
+        .and_then(|r| {
+            r.map_err(|e| tracing::error!(error = %e, "alpha vantage disabled"))
+                .ok()
+        })
+        .map(Arc::new);
+    let probe_source = alpha.clone();
+    let budget = BudgetProbe(Arc::new(move || {
+        probe_source.as_ref().map(|a| {
+            let (minute, day) = a.budget_status();
+            (minute as i32, day as i32)
+        })
+    }));
+    let sources = Sources {
+        alpha_vantage: alpha.map(|a| a as Arc<dyn stockcast_market::sources::Source>),
+        csv: Arc::new(csv::CsvSource::default()),
+        synthetic: Arc::new(synthetic::SyntheticSource),
+    };
+    (sources, budget)
+}
+
+/// Migrates, retrying while the database is not reachable yet (containers start in any order).
+async fn migrate_with_retry(store: &PostgresStore) -> Result<(), StartError> {
+    let mut wait = Duration::from_millis(200);
+    for attempt in 1.. {
+        match store.migrate().await {
+            Ok(()) => return Ok(()),
+            Err(store::StoreError::Unavailable(reason)) if attempt < 10 => {
+                tracing::warn!(attempt, reason, "database not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Serves ingestion on `listener` until `shutdown` fires; then drains calls, lets backfills
+/// stop after their current chunk, and returns.
 pub async fn serve(
     listener: TcpListener,
     settings: Settings,
+    deps: Deps,
     shutdown: Shutdown,
-) -> Result<(), ServeError> {
+) -> Result<(), StartError> {
+    let validator = Validator::new(&settings.validation).map_err(StartError::Config)?;
+    if settings.bus.kind == BusKind::Kafka || settings.bus.kind == BusKind::Memory {
+        let topic = &settings.topics.bars;
+        ensure_topics(&*deps.bus, topic, settings.topics.partitions).await?;
+    }
+    let ingestor = Ingestor::new(
+        deps.store.clone(),
+        deps.bus.clone(),
+        validator,
+        &settings.topics.bars,
+    );
+    let jobs_shutdown = Shutdown::new();
+    let backfills = Backfills::new(
+        ingestor.clone(),
+        deps.sources.clone(),
+        settings.ingest.backfill_concurrency,
+        settings.ingest.batch_size,
+        jobs_shutdown.clone(),
+    );
+    match backfills.resume_all().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "resumed interrupted backfills"),
+        Err(error) => tracing::error!(%error, "cannot resume backfills"),
+    }
+    let api = grpc::Api {
+        ingestor,
+        backfills: backfills.clone(),
+        batch_size: settings.ingest.batch_size,
+        started_at: ingest::now_seconds(),
+        budget: deps.budget.clone(),
+    };
     let limit = settings.server.max_message_bytes;
-    GrpcServer::new(SERVICE, &settings.server)
+    let store = deps.store.clone();
+    let bus = deps.bus.clone();
+    let result = GrpcServer::new(SERVICE, &settings.server)
         .add_service(
-            IngestionServiceServer::new(Api)
+            IngestionServiceServer::new(api)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )
+        .readiness_check("database", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        })
+        .readiness_check("event-bus", move || {
+            let bus = bus.clone();
+            async move { bus.ping().await.map_err(|e| e.to_string()) }
+        })
         .serve(listener, shutdown)
-        .await
+        .await;
+    jobs_shutdown.trigger();
+    backfills.join().await;
+    result.map_err(StartError::from)
+}
+
+async fn ensure_topics(bus: &dyn EventBus, topic: &str, partitions: i32) -> Result<(), StartError> {
+    let dead_letters = stockcast_bus::dead_letter_topic(topic);
+    let mut wait = Duration::from_millis(200);
+    for attempt in 1.. {
+        let result = async {
+            bus.ensure_topic(topic, partitions).await?;
+            bus.ensure_topic(&dead_letters, partitions).await
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 10 => {
+                tracing::warn!(attempt, %error, "cannot create topics yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Runs the service as a process with `args`.
@@ -58,7 +234,10 @@ pub async fn run(args: ServiceArgs) -> ExitCode {
         SERVICE,
         DEFAULTS,
         &args,
-        |settings, listener, shutdown| serve(listener, settings, shutdown),
+        |settings, listener, shutdown| async move {
+            let deps = Deps::from_settings(&settings).await?;
+            serve(listener, settings, deps, shutdown).await
+        },
     )
     .await
 }

@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
+use stockcast_bus::{EventBus, MemoryBus};
 use stockcast_runtime::{BasicSettings, ServerSettings, Shutdown, TelemetrySettings};
 use tokio::net::TcpListener;
 use tonic_health::pb::HealthCheckRequest;
@@ -49,6 +51,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind the metrics address {}", args.metrics_addr))?;
 
+    // One in-process bus shared by every service, as Kafka would be.
+    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new());
     let mut servers = Vec::new();
     let mut endpoints = Vec::new();
     for (index, service) in Service::ALL.into_iter().enumerate() {
@@ -69,6 +73,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             service,
             listener,
             settings,
+            bus.clone(),
             shutdown.clone(),
         )));
         endpoints.push((service, addr));
@@ -108,20 +113,45 @@ fn serve(
     service: Service,
     listener: TcpListener,
     settings: BasicSettings,
+    bus: Arc<dyn EventBus>,
     shutdown: Shutdown,
-) -> BoxFuture<'static, Result<(), stockcast_runtime::grpc::ServeError>> {
+) -> BoxFuture<'static, anyhow::Result<()>> {
+    let skeleton = |f: BoxFuture<'static, Result<(), stockcast_runtime::grpc::ServeError>>| -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { f.await.map_err(anyhow::Error::from) })
+    };
     match service {
-        Service::Ingestion => Box::pin(stockcast_ingestion::serve(listener, settings, shutdown)),
-        Service::FeatureStore => {
-            Box::pin(stockcast_feature_store::serve(listener, settings, shutdown))
-        }
-        Service::Inference => Box::pin(stockcast_inference::serve(listener, settings, shutdown)),
-        Service::ModelRegistryProxy => Box::pin(stockcast_model_registry_proxy::serve(
+        Service::Ingestion => Box::pin(async move {
+            let ingestion = stockcast_ingestion::Settings {
+                server: settings.server,
+                telemetry: settings.telemetry,
+                ..Default::default()
+            };
+            let (sources, budget) = stockcast_ingestion::sources(&ingestion);
+            let store = stockcast_ingestion::store::SqliteStore::open("sqlite::memory:")
+                .await
+                .map_err(|e| anyhow::anyhow!("ingestion storage: {e}"))?;
+            let deps = stockcast_ingestion::Deps {
+                store: Arc::new(store),
+                bus: bus.clone(),
+                sources,
+                budget,
+            };
+            stockcast_ingestion::serve(listener, ingestion, deps, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }),
+        Service::FeatureStore => skeleton(Box::pin(stockcast_feature_store::serve(
             listener, settings, shutdown,
-        )),
-        Service::RiskMetrics => {
-            Box::pin(stockcast_risk_metrics::serve(listener, settings, shutdown))
-        }
+        ))),
+        Service::Inference => skeleton(Box::pin(stockcast_inference::serve(
+            listener, settings, shutdown,
+        ))),
+        Service::ModelRegistryProxy => skeleton(Box::pin(stockcast_model_registry_proxy::serve(
+            listener, settings, shutdown,
+        ))),
+        Service::RiskMetrics => skeleton(Box::pin(stockcast_risk_metrics::serve(
+            listener, settings, shutdown,
+        ))),
     }
 }
 

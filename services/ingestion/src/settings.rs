@@ -1,0 +1,156 @@
+//! The ingestion service's settings.
+
+use serde::{Deserialize, Serialize};
+use stockcast_bus::BusSettings;
+use stockcast_market::ValidationSettings;
+use stockcast_runtime::cli::ServiceSettings;
+use stockcast_runtime::{ConfigError, Secret, ServerSettings, TelemetrySettings};
+
+/// Everything the ingestion service reads from configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// How it listens.
+    pub server: ServerSettings,
+    /// Logs and traces.
+    pub telemetry: TelemetrySettings,
+    /// Where bars and jobs are stored.
+    pub storage: StorageSettings,
+    /// The event bus.
+    pub bus: BusSettings,
+    /// Topic names.
+    pub topics: TopicSettings,
+    /// Validation rules.
+    pub validation: ValidationSettings,
+    /// Batching and backfills.
+    pub ingest: IngestSettings,
+    /// The Alpha Vantage source.
+    pub alpha_vantage: stockcast_market::sources::alpha_vantage::AlphaVantageSettings,
+}
+
+/// The `[storage]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// `sqlite::memory:`, `sqlite://file.db`, or `postgres://user:password@host/db`
+    /// (a secret: it may hold a password).
+    pub url: Secret,
+    /// PostgreSQL schema the service owns.
+    pub schema: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// Longest wait for a connection, milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite::memory:"),
+            schema: "ingestion".to_owned(),
+            max_connections: 8,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The `[topics]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    /// Market-bar events; its dead-letter topic is derived (`…bars-dlq.v1`).
+    pub bars: String,
+    /// Partitions when the service creates the topics.
+    pub partitions: i32,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        Self {
+            bars: "stockcast.market.bars.v1".to_owned(),
+            partitions: 6,
+        }
+    }
+}
+
+/// The `[ingest]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Bars stored per transaction.
+    pub batch_size: usize,
+    /// Backfill jobs running at once.
+    pub backfill_concurrency: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 5_000,
+            backfill_concurrency: 2,
+        }
+    }
+}
+
+impl stockcast_runtime::Settings for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate("server")?;
+        self.telemetry.validate("telemetry")?;
+        let url = self.storage.url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::invalid(
+                "storage.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if !crate::store::valid_schema(&self.storage.schema) {
+            return Err(ConfigError::invalid(
+                "storage.schema",
+                format!("{:?} must be a lower-case identifier", self.storage.schema),
+            ));
+        }
+        if self.storage.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "storage.max_connections",
+                "must be greater than 0",
+            ));
+        }
+        if self.topics.bars.is_empty() {
+            return Err(ConfigError::invalid("topics.bars", "is empty"));
+        }
+        if self.topics.partitions < 1 {
+            return Err(ConfigError::invalid(
+                "topics.partitions",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=100_000).contains(&self.ingest.batch_size) {
+            return Err(ConfigError::invalid(
+                "ingest.batch_size",
+                "must be within 1..=100000",
+            ));
+        }
+        if self.ingest.backfill_concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "ingest.backfill_concurrency",
+                "must be greater than 0",
+            ));
+        }
+        stockcast_market::Validator::new(&self.validation)
+            .map_err(|message| ConfigError::invalid("validation.symbol_pattern", message))?;
+        self.alpha_vantage.validate("alpha_vantage")
+    }
+}
+
+impl ServiceSettings for Settings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}

@@ -1,0 +1,496 @@
+//! The PostgreSQL store: the service's own schema, batched upserts in one statement per batch.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use stockcast_market::sources::BackfillSpec;
+use stockcast_market::{Bar, Interval};
+use uuid::Uuid;
+
+use super::{
+    BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
+    StoreTx, StoredBar, rounds,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Ingestion's tables in one PostgreSQL schema.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: String,
+}
+
+/// Whether `schema` is a plain lower-case identifier (it is interpolated into `SET search_path`).
+pub fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl PostgresStore {
+    /// Connects lazily to `url` with every connection on `schema`.
+    pub fn connect_lazy(
+        url: &str,
+        schema: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::Database(format!(
+                "schema {schema:?} must be a lower-case identifier"
+            )));
+        }
+        let search_path = format!("SET search_path TO \"{schema}\"");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _| {
+                let statement = search_path.clone();
+                Box::pin(async move {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy(url)?;
+        Ok(Self {
+            pool,
+            schema: schema.to_owned(),
+        })
+    }
+
+    /// Creates the schema and applies migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&self.pool)
+            .await?;
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrations: {e}")))
+    }
+
+    /// Drops the schema with everything in it (tests).
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+const UPSERT: &str = r#"
+WITH input AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::float8[],
+                         $6::float8[], $7::float8[], $8::float8[])
+        AS t(symbol, interval, ts, open, high, low, close, volume)
+),
+old AS (
+    SELECT b.symbol, b.interval, b.ts, b.open, b.high, b.low, b.close, b.volume
+    FROM bars b
+    JOIN input i ON b.symbol = i.symbol AND b.interval = i.interval AND b.ts = to_timestamp(i.ts)
+),
+up AS (
+    INSERT INTO bars AS b (symbol, interval, ts, open, high, low, close, volume, source)
+    SELECT symbol, interval, to_timestamp(ts), open, high, low, close, volume, $9 FROM input
+    ON CONFLICT (symbol, interval, ts) DO UPDATE
+        SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+            close = EXCLUDED.close, volume = EXCLUDED.volume, source = EXCLUDED.source,
+            revision = b.revision + 1, ingested_at = now()
+        WHERE (b.open, b.high, b.low, b.close, b.volume)
+              IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
+    RETURNING b.symbol, b.interval, b.ts, b.revision, b.open, b.high, b.low, b.close, b.volume
+),
+corrected AS (
+    INSERT INTO corrections (symbol, interval, ts, revision, old_open, old_high, old_low,
+                             old_close, old_volume, new_open, new_high, new_low, new_close,
+                             new_volume, source)
+    SELECT up.symbol, up.interval, up.ts, up.revision, old.open, old.high, old.low, old.close,
+           old.volume, up.open, up.high, up.low, up.close, up.volume, $9
+    FROM up JOIN old USING (symbol, interval, ts)
+)
+SELECT up.symbol, up.interval, extract(epoch FROM up.ts)::bigint AS ts, up.revision,
+       old.open AS old_open, old.high AS old_high, old.low AS old_low, old.close AS old_close,
+       old.volume AS old_volume
+FROM up LEFT JOIN old USING (symbol, interval, ts)
+"#;
+
+/// Columns of a job row, times as epoch seconds (a macro, so queries stay `&'static str`).
+macro_rules! job_columns {
+    () => {
+        "job_id, request_id, spec, state, chunks_total, chunks_done, \
+         bars_accepted, bars_rejected, bars_duplicate, bars_corrected, \
+         extract(epoch FROM created_at)::bigint AS created_at, \
+         extract(epoch FROM started_at)::bigint AS started_at, \
+         extract(epoch FROM finished_at)::bigint AS finished_at, \
+         extract(epoch FROM updated_at)::bigint AS updated_at, resumes, error"
+    };
+}
+
+fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
+    let spec: sqlx::types::Json<BackfillSpec> = row.try_get("spec")?;
+    let state: String = row.try_get("state")?;
+    Ok(JobRecord {
+        id: row.try_get("job_id")?,
+        request_id: row.try_get("request_id")?,
+        spec: spec.0,
+        state: JobState::parse(&state)?,
+        chunks_total: row.try_get("chunks_total")?,
+        chunks_done: row.try_get("chunks_done")?,
+        counts: Counts {
+            accepted: row.try_get("bars_accepted")?,
+            rejected: row.try_get("bars_rejected")?,
+            duplicate: row.try_get("bars_duplicate")?,
+            corrected: row.try_get("bars_corrected")?,
+        },
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        updated_at: row.try_get("updated_at")?,
+        resumes: row.try_get("resumes")?,
+        error: row.try_get("error")?,
+    })
+}
+
+fn parse_interval(name: &str) -> Result<Interval, StoreError> {
+    name.parse()
+        .map_err(|e| StoreError::Corrupt(format!("interval: {e}")))
+}
+
+#[async_trait]
+impl BarStore for PostgresStore {
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        Ok(Box::new(PostgresTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn bars(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<StoredBar>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT extract(epoch FROM ts)::bigint AS ts, open, high, low, close, volume, source, revision \
+             FROM bars WHERE symbol = $1 AND interval = $2 AND ts >= to_timestamp($3) AND ts < to_timestamp($4) \
+             ORDER BY ts",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredBar {
+                    bar: Bar {
+                        symbol: symbol.to_owned(),
+                        interval,
+                        ts: row.try_get("ts")?,
+                        open: row.try_get("open")?,
+                        high: row.try_get("high")?,
+                        low: row.try_get("low")?,
+                        close: row.try_get("close")?,
+                        volume: row.try_get("volume")?,
+                    },
+                    source: row.try_get("source")?,
+                    revision: row.try_get("revision")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn coverage(
+        &self,
+        interval: Option<Interval>,
+        symbol_prefix: &str,
+        after: Option<(String, Interval)>,
+        limit: i64,
+    ) -> Result<Vec<Coverage>, StoreError> {
+        let (after_symbol, after_interval) = after
+            .map(|(s, i)| (s, i.as_str().to_owned()))
+            .unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT symbol, interval, extract(epoch FROM min(ts))::bigint AS first_ts, \
+                    extract(epoch FROM max(ts))::bigint AS last_ts, count(*) AS bar_count \
+             FROM bars \
+             WHERE ($1::text IS NULL OR interval = $1) AND starts_with(symbol, $2) \
+               AND (symbol, interval) > ($3, $4) \
+             GROUP BY symbol, interval ORDER BY symbol, interval LIMIT $5",
+        )
+        .bind(interval.map(Interval::as_str))
+        .bind(symbol_prefix)
+        .bind(after_symbol)
+        .bind(after_interval)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let interval: String = row.try_get("interval")?;
+                Ok(Coverage {
+                    symbol: row.try_get("symbol")?,
+                    interval: parse_interval(&interval)?,
+                    first_ts: row.try_get("first_ts")?,
+                    last_ts: row.try_get("last_ts")?,
+                    bar_count: row.try_get("bar_count")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT extract(epoch FROM ts)::bigint FROM bars WHERE symbol = $1 AND interval = $2 ORDER BY ts",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn create_job(
+        &self,
+        request_id: Option<&str>,
+        spec: &BackfillSpec,
+    ) -> Result<JobRecord, StoreError> {
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO backfill_jobs (job_id, request_id, spec, state) VALUES ($1, $2, $3, 'pending') \
+             ON CONFLICT (request_id) DO NOTHING RETURNING ",
+            job_columns!()
+        ))
+        .bind(Uuid::now_v7())
+        .bind(request_id)
+        .bind(sqlx::types::Json(spec))
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = match inserted {
+            Some(row) => row,
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    job_columns!(),
+                    " FROM backfill_jobs WHERE request_id = $1"
+                ))
+                .bind(request_id)
+                .fetch_one(&self.pool)
+                .await?
+            }
+        };
+        job_from_row(&row)
+    }
+
+    async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM backfill_jobs WHERE job_id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(job_from_row)
+        .transpose()
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM backfill_jobs \
+             WHERE ($1::text IS NULL OR state = $1) \
+               AND ($2::text IS NULL OR spec->'symbols' ? $2) \
+               AND ($3::uuid IS NULL OR job_id < $3) \
+             ORDER BY job_id DESC LIMIT $4"
+        ))
+        .bind(filter.state.map(JobState::as_str))
+        .bind(filter.symbol.as_deref())
+        .bind(filter.before)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT chunk_key FROM backfill_chunks WHERE job_id = $1")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(keys.into_iter().collect())
+    }
+
+    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE backfill_jobs SET \
+                state = COALESCE($2, state), \
+                chunks_total = COALESCE($3, chunks_total), \
+                started_at = CASE WHEN $4 THEN COALESCE(started_at, now()) ELSE started_at END, \
+                finished_at = CASE WHEN $5 THEN now() ELSE finished_at END, \
+                resumes = resumes + CASE WHEN $6 THEN 1 ELSE 0 END, \
+                error = COALESCE($7, error), \
+                updated_at = now() \
+             WHERE job_id = $1",
+        )
+        .bind(id)
+        .bind(update.state.map(JobState::as_str))
+        .bind(update.chunks_total)
+        .bind(update.started)
+        .bind(update.finished)
+        .bind(update.resumed)
+        .bind(update.error.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+struct PostgresTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl StoreTx for PostgresTx {
+    async fn upsert(&mut self, bars: &[Bar], source: &str) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = vec![Outcome::Unchanged; bars.len()];
+        for round in rounds(bars) {
+            let n = round.len();
+            let (mut symbols, mut intervals, mut ts) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut open, mut high, mut low, mut close, mut volume) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let mut index_of: HashMap<(&str, &str, i64), usize> = HashMap::with_capacity(n);
+            for &i in &round {
+                let bar = &bars[i];
+                symbols.push(bar.symbol.as_str());
+                intervals.push(bar.interval.as_str());
+                ts.push(bar.ts);
+                open.push(bar.open);
+                high.push(bar.high);
+                low.push(bar.low);
+                close.push(bar.close);
+                volume.push(bar.volume);
+                index_of.insert((bar.symbol.as_str(), bar.interval.as_str(), bar.ts), i);
+            }
+            let rows = sqlx::query(UPSERT)
+                .bind(&symbols)
+                .bind(&intervals)
+                .bind(&ts)
+                .bind(&open)
+                .bind(&high)
+                .bind(&low)
+                .bind(&close)
+                .bind(&volume)
+                .bind(source)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            for row in rows {
+                let symbol: String = row.try_get("symbol")?;
+                let interval: String = row.try_get("interval")?;
+                let at: i64 = row.try_get("ts")?;
+                let Some(&i) = index_of.get(&(symbol.as_str(), interval.as_str(), at)) else {
+                    return Err(StoreError::Corrupt(format!(
+                        "upsert returned {symbol}/{interval}/{at}, which was not in the batch"
+                    )));
+                };
+                let old_open: Option<f64> = row.try_get("old_open")?;
+                outcomes[i] = match old_open {
+                    None => Outcome::Inserted,
+                    Some(open) => Outcome::Corrected {
+                        previous: Bar {
+                            open,
+                            high: row
+                                .try_get::<Option<f64>, _>("old_high")?
+                                .unwrap_or_default(),
+                            low: row
+                                .try_get::<Option<f64>, _>("old_low")?
+                                .unwrap_or_default(),
+                            close: row
+                                .try_get::<Option<f64>, _>("old_close")?
+                                .unwrap_or_default(),
+                            volume: row
+                                .try_get::<Option<f64>, _>("old_volume")?
+                                .unwrap_or_default(),
+                            ..bars[i].clone()
+                        },
+                        revision: row.try_get("revision")?,
+                    },
+                };
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn chunk_done(
+        &mut self,
+        job: Uuid,
+        key: &str,
+        counts: &Counts,
+    ) -> Result<(), StoreError> {
+        let recorded = sqlx::query(
+            "INSERT INTO backfill_chunks (job_id, chunk_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(job)
+        .bind(key)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if recorded == 1 {
+            sqlx::query(
+                "UPDATE backfill_jobs SET chunks_done = chunks_done + 1, \
+                    bars_accepted = bars_accepted + $2, bars_rejected = bars_rejected + $3, \
+                    bars_duplicate = bars_duplicate + $4, bars_corrected = bars_corrected + $5, \
+                    updated_at = now() WHERE job_id = $1",
+            )
+            .bind(job)
+            .bind(counts.accepted)
+            .bind(counts.rejected)
+            .bind(counts.duplicate)
+            .bind(counts.corrected)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

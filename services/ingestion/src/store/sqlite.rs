@@ -1,0 +1,406 @@
+//! The embedded store: one SQLite file (or memory), the same tables as PostgreSQL.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use stockcast_market::sources::BackfillSpec;
+use stockcast_market::{Bar, Interval};
+use uuid::Uuid;
+
+use super::{
+    BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
+    StoreTx, StoredBar,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Ingestion's tables in SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite::memory:` or
+    /// `sqlite://path/to/file.db`) and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true);
+        // An in-memory database exists per connection: keep exactly one.
+        let max = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    let spec: sqlx::types::Json<BackfillSpec> = row.try_get("spec")?;
+    let state: String = row.try_get("state")?;
+    let id: String = row.try_get("job_id")?;
+    Ok(JobRecord {
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))?,
+        request_id: row.try_get("request_id")?,
+        spec: spec.0,
+        state: JobState::parse(&state)?,
+        chunks_total: row.try_get("chunks_total")?,
+        chunks_done: row.try_get("chunks_done")?,
+        counts: Counts {
+            accepted: row.try_get("bars_accepted")?,
+            rejected: row.try_get("bars_rejected")?,
+            duplicate: row.try_get("bars_duplicate")?,
+            corrected: row.try_get("bars_corrected")?,
+        },
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        updated_at: row.try_get("updated_at")?,
+        resumes: row.try_get("resumes")?,
+        error: row.try_get("error")?,
+    })
+}
+
+#[async_trait]
+impl BarStore for SqliteStore {
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        Ok(Box::new(SqliteTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn bars(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<StoredBar>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts, open, high, low, close, volume, source, revision FROM bars \
+             WHERE symbol = ? AND interval = ? AND ts >= ? AND ts < ? ORDER BY ts",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredBar {
+                    bar: Bar {
+                        symbol: symbol.to_owned(),
+                        interval,
+                        ts: row.try_get("ts")?,
+                        open: row.try_get("open")?,
+                        high: row.try_get("high")?,
+                        low: row.try_get("low")?,
+                        close: row.try_get("close")?,
+                        volume: row.try_get("volume")?,
+                    },
+                    source: row.try_get("source")?,
+                    revision: row.try_get("revision")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn coverage(
+        &self,
+        interval: Option<Interval>,
+        symbol_prefix: &str,
+        after: Option<(String, Interval)>,
+        limit: i64,
+    ) -> Result<Vec<Coverage>, StoreError> {
+        let (after_symbol, after_interval) = after
+            .map(|(s, i)| (s, i.as_str().to_owned()))
+            .unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT symbol, interval, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS bar_count \
+             FROM bars WHERE (?1 IS NULL OR interval = ?1) AND substr(symbol, 1, length(?2)) = ?2 \
+               AND (symbol > ?3 OR (symbol = ?3 AND interval > ?4)) \
+             GROUP BY symbol, interval ORDER BY symbol, interval LIMIT ?5",
+        )
+        .bind(interval.map(Interval::as_str))
+        .bind(symbol_prefix)
+        .bind(after_symbol)
+        .bind(after_interval)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let interval: String = row.try_get("interval")?;
+                Ok(Coverage {
+                    symbol: row.try_get("symbol")?,
+                    interval: interval
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("interval: {e}")))?,
+                    first_ts: row.try_get("first_ts")?,
+                    last_ts: row.try_get("last_ts")?,
+                    bar_count: row.try_get("bar_count")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT ts FROM bars WHERE symbol = ? AND interval = ? ORDER BY ts")
+                .bind(symbol)
+                .bind(interval.as_str())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_job(
+        &self,
+        request_id: Option<&str>,
+        spec: &BackfillSpec,
+    ) -> Result<JobRecord, StoreError> {
+        if let Some(request_id) = request_id {
+            let existing = sqlx::query("SELECT * FROM backfill_jobs WHERE request_id = ?")
+                .bind(request_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = existing {
+                return job_from_row(&row);
+            }
+        }
+        let id = Uuid::now_v7();
+        let now = now();
+        sqlx::query(
+            "INSERT INTO backfill_jobs (job_id, request_id, spec, state, created_at, updated_at) \
+             VALUES (?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(request_id)
+        .bind(sqlx::types::Json(spec))
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.job(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))
+    }
+
+    async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
+        sqlx::query("SELECT * FROM backfill_jobs WHERE job_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM backfill_jobs \
+             WHERE (?1 IS NULL OR state = ?1) \
+               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.symbols') WHERE value = ?2)) \
+               AND (?3 IS NULL OR job_id < ?3) \
+             ORDER BY job_id DESC LIMIT ?4",
+        )
+        .bind(filter.state.map(JobState::as_str))
+        .bind(filter.symbol.as_deref())
+        .bind(filter.before.map(|id| id.to_string()))
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT chunk_key FROM backfill_chunks WHERE job_id = ?")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(keys.into_iter().collect())
+    }
+
+    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<(), StoreError> {
+        let now = now();
+        sqlx::query(
+            "UPDATE backfill_jobs SET \
+                state = COALESCE(?2, state), \
+                chunks_total = COALESCE(?3, chunks_total), \
+                started_at = CASE WHEN ?4 THEN COALESCE(started_at, ?8) ELSE started_at END, \
+                finished_at = CASE WHEN ?5 THEN ?8 ELSE finished_at END, \
+                resumes = resumes + CASE WHEN ?6 THEN 1 ELSE 0 END, \
+                error = COALESCE(?7, error), \
+                updated_at = ?8 \
+             WHERE job_id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(update.state.map(JobState::as_str))
+        .bind(update.chunks_total)
+        .bind(update.started)
+        .bind(update.finished)
+        .bind(update.resumed)
+        .bind(update.error.as_deref())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl StoreTx for SqliteTx {
+    async fn upsert(&mut self, bars: &[Bar], source: &str) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(bars.len());
+        for bar in bars {
+            let existing = sqlx::query(
+                "SELECT open, high, low, close, volume, revision FROM bars \
+                 WHERE symbol = ? AND interval = ? AND ts = ?",
+            )
+            .bind(&bar.symbol)
+            .bind(bar.interval.as_str())
+            .bind(bar.ts)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            let Some(row) = existing else {
+                sqlx::query(
+                    "INSERT INTO bars (symbol, interval, ts, open, high, low, close, volume, source) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&bar.symbol)
+                .bind(bar.interval.as_str())
+                .bind(bar.ts)
+                .bind(bar.open)
+                .bind(bar.high)
+                .bind(bar.low)
+                .bind(bar.close)
+                .bind(bar.volume)
+                .bind(source)
+                .execute(&mut *self.tx)
+                .await?;
+                outcomes.push(Outcome::Inserted);
+                continue;
+            };
+            let previous = Bar {
+                open: row.try_get("open")?,
+                high: row.try_get("high")?,
+                low: row.try_get("low")?,
+                close: row.try_get("close")?,
+                volume: row.try_get("volume")?,
+                ..bar.clone()
+            };
+            if previous.same_values(bar) {
+                outcomes.push(Outcome::Unchanged);
+                continue;
+            }
+            let revision: i32 = row.try_get::<i32, _>("revision")? + 1;
+            sqlx::query(
+                "UPDATE bars SET open = ?, high = ?, low = ?, close = ?, volume = ?, source = ?, \
+                 revision = ?, ingested_at = unixepoch() WHERE symbol = ? AND interval = ? AND ts = ?",
+            )
+            .bind(bar.open)
+            .bind(bar.high)
+            .bind(bar.low)
+            .bind(bar.close)
+            .bind(bar.volume)
+            .bind(source)
+            .bind(revision)
+            .bind(&bar.symbol)
+            .bind(bar.interval.as_str())
+            .bind(bar.ts)
+            .execute(&mut *self.tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO corrections (symbol, interval, ts, revision, old_open, old_high, old_low, \
+                 old_close, old_volume, new_open, new_high, new_low, new_close, new_volume, source) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&bar.symbol)
+            .bind(bar.interval.as_str())
+            .bind(bar.ts)
+            .bind(revision)
+            .bind(previous.open)
+            .bind(previous.high)
+            .bind(previous.low)
+            .bind(previous.close)
+            .bind(previous.volume)
+            .bind(bar.open)
+            .bind(bar.high)
+            .bind(bar.low)
+            .bind(bar.close)
+            .bind(bar.volume)
+            .bind(source)
+            .execute(&mut *self.tx)
+            .await?;
+            outcomes.push(Outcome::Corrected { previous, revision });
+        }
+        Ok(outcomes)
+    }
+
+    async fn chunk_done(
+        &mut self,
+        job: Uuid,
+        key: &str,
+        counts: &Counts,
+    ) -> Result<(), StoreError> {
+        let recorded = sqlx::query(
+            "INSERT INTO backfill_chunks (job_id, chunk_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(job.to_string())
+        .bind(key)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if recorded == 1 {
+            sqlx::query(
+                "UPDATE backfill_jobs SET chunks_done = chunks_done + 1, \
+                    bars_accepted = bars_accepted + ?, bars_rejected = bars_rejected + ?, \
+                    bars_duplicate = bars_duplicate + ?, bars_corrected = bars_corrected + ?, \
+                    updated_at = unixepoch() WHERE job_id = ?",
+            )
+            .bind(counts.accepted)
+            .bind(counts.rejected)
+            .bind(counts.duplicate)
+            .bind(counts.corrected)
+            .bind(job.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

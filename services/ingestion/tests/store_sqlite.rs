@@ -1,0 +1,13 @@
+//! The store conformance suite on embedded SQLite.
+
+mod support;
+
+use std::sync::Arc;
+
+use stockcast_ingestion::store::{BarStore, SqliteStore};
+
+async fn sqlite() -> Arc<dyn BarStore> {
+    Arc::new(SqliteStore::open("sqlite::memory:").await.expect("sqlite"))
+}
+
+store_conformance!(sqlite());

@@ -1,0 +1,5 @@
+//! Shared test support of the ingestion service.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod store_cases;
