@@ -32,6 +32,37 @@ pub struct DemoArgs {
     /// Stops after this long (e.g. `30s`) instead of waiting for Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// Starts empty instead of generating two years of daily bars for five symbols.
+    #[arg(long)]
+    no_data: bool,
+}
+
+/// Symbols the demo generates.
+const DEMO_SYMBOLS: [&str; 5] = ["DEMO.A", "DEMO.B", "DEMO.C", "DEMO.D", "DEMO.E"];
+
+/// Generates daily bars for the demo symbols through the ingestion service, as a client would.
+async fn load_demo_data(ingestion: SocketAddr) -> anyhow::Result<()> {
+    use stockcast_proto::stockcast::ingestion::v1 as pb;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{ingestion}"))?
+        .connect()
+        .await?;
+    let mut client = pb::ingestion_service_client::IngestionServiceClient::new(channel);
+    let today = chrono::Utc::now().date_naive();
+    let start = today - chrono::Duration::days(730);
+    tracing::info!(symbols = ?DEMO_SYMBOLS, %start, "generating demo bars through the ingestion service");
+    crate::ingest::backfill(
+        &mut client,
+        DEMO_SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
+        stockcast_market::Interval::D1,
+        start,
+        None,
+        pb::BackfillSource::Synthetic,
+        pb::start_backfill_request::Params::Synthetic(pb::SyntheticParams {
+            seed: 7,
+            ..Default::default()
+        }),
+    )
+    .await
 }
 
 pub async fn run(args: DemoArgs) -> ExitCode {
@@ -89,6 +120,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         tracing::info!(service = service.name(), grpc = %addr, "serving");
     }
     tracing::info!(metrics = %args.metrics_addr, "prometheus metrics on /metrics; Ctrl-C stops");
+
+    if !args.no_data {
+        let ingestion = endpoints[0].1;
+        if let Err(error) = load_demo_data(ingestion).await {
+            tracing::error!("demo data: {error:#}");
+        }
+    }
 
     if let Some(duration) = args.duration {
         tokio::select! {

@@ -1,6 +1,8 @@
 //! `stockcast`: run the whole platform in one process (`demo`), or one service (`serve`).
 
+mod bench;
 mod demo;
+mod ingest;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,10 @@ struct Cli {
 enum Command {
     /// Runs all five services in one process on embedded backends, until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Loads market data into the ingestion service: a CSV file, the generator, Alpha Vantage.
+    Ingest(ingest::IngestArgs),
+    /// Measures a running service from a client (numbers go to docs/benchmarks.md).
+    Bench(bench::BenchArgs),
     /// Runs one service; configuration from `--config`, `STOCKCAST_<SERVICE>__…` and flags.
     Serve {
         /// Which service.
@@ -81,6 +87,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Ingest(args) => client_command(ingest::run(args)).await,
+        Command::Bench(args) => client_command(bench::run(args)).await,
         Command::Serve { service, args } => match service {
             Service::Ingestion => stockcast_ingestion::run(args).await,
             Service::FeatureStore => stockcast_feature_store::run(args).await,
@@ -88,5 +96,20 @@ async fn main() -> ExitCode {
             Service::ModelRegistryProxy => stockcast_model_registry_proxy::run(args).await,
             Service::RiskMetrics => stockcast_risk_metrics::run(args).await,
         },
+    }
+}
+
+/// Runs a client command with plain logs; errors print and exit 1.
+async fn client_command(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let _telemetry =
+        stockcast_runtime::telemetry::init("cli", &stockcast_runtime::TelemetrySettings::default());
+    match command.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
