@@ -43,6 +43,8 @@ impl std::fmt::Debug for BudgetProbe {
 }
 
 const MAX_PAGE: i32 = 1_000;
+/// Rejections returned per push; `rejected` counts them all.
+const MAX_REJECTIONS: usize = 1_000;
 const DEFAULT_PAGE: i32 = 100;
 
 fn page_size(requested: i32) -> Result<i64, Error> {
@@ -68,6 +70,7 @@ impl IngestionService for Api {
             source: "push".to_owned(),
             path: IngestPath::Push,
             location: client,
+            job: None,
             chunk: None,
         };
         // Receiving and storing overlap: one batch is stored while the next one arrives.
@@ -148,6 +151,7 @@ impl IngestionService for Api {
             rejections: report
                 .rejected
                 .into_iter()
+                .take(MAX_REJECTIONS)
                 .map(|r| pb::BarRejection {
                     index: r.index,
                     symbol: r.symbol,
@@ -354,7 +358,7 @@ fn dependency(name: &str, kind: &str, error: Option<String>) -> pb::DependencySt
 /// A pushed bar as a domain item; an unconvertible one keeps its protobuf bytes.
 fn item(bar: types::Bar) -> Item {
     match Bar::try_from(&bar) {
-        Ok(bar) => Item::Bar(bar),
+        Ok(domain) => Item::Pushed(domain, bar),
         Err(rejection) => Item::Invalid {
             payload: prost::Message::encode_to_vec(&bar),
             payload_type: <types::Bar as prost::Name>::full_name(),
@@ -427,19 +431,23 @@ fn backfill_spec(request: pb::StartBackfillRequest) -> Result<BackfillSpec, Erro
             SourceParams::Synthetic(SyntheticParams::default())
         }
         (pb::BackfillSource::Synthetic, Some(Params::Synthetic(p))) => {
+            // Zero means the server default for every parameter (proto3 scalars).
             let defaults = SyntheticParams::default();
             let or = |value: f64, default: f64| if value == 0.0 { default } else { value };
             SourceParams::Synthetic(SyntheticParams {
-                seed: p.seed,
+                seed: if p.seed == 0 { defaults.seed } else { p.seed },
                 initial_price: or(p.initial_price, defaults.initial_price),
-                annual_drift: p.annual_drift,
+                annual_drift: or(p.annual_drift, defaults.annual_drift),
                 annual_volatility: or(p.annual_volatility, defaults.annual_volatility),
                 turbulent_volatility_multiplier: or(
                     p.turbulent_volatility_multiplier,
                     defaults.turbulent_volatility_multiplier,
                 ),
-                regime_switch_probability: p.regime_switch_probability,
-                jumps_per_year: p.jumps_per_year,
+                regime_switch_probability: or(
+                    p.regime_switch_probability,
+                    defaults.regime_switch_probability,
+                ),
+                jumps_per_year: or(p.jumps_per_year, defaults.jumps_per_year),
                 jump_volatility: or(p.jump_volatility, defaults.jump_volatility),
             })
         }

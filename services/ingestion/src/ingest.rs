@@ -8,8 +8,9 @@
 //! 4. the transaction commits; only then is the batch reported as accepted.
 //!
 //! A crash between 3 and 4 rolls the rows back while the events are out: the retried batch
-//! stores the rows and publishes the same events again (same natural key and revision), which
-//! consumers ignore. Events are at-least-once; rows are exactly-once.
+//! stores the rows and publishes the same events again (same natural key, revision and values;
+//! only `ingested_at` differs), which consumers ignore. Events are at-least-once; rows are
+//! exactly-once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -32,6 +33,9 @@ use crate::store::{BarStore, Counts, Outcome};
 pub enum Item {
     /// A bar to validate.
     Bar(Bar),
+    /// A pushed bar to validate, with the message as the client sent it (dead-lettered byte
+    /// for byte if the bar is rejected).
+    Pushed(Bar, ProtoBar),
     /// A record that failed before validation (unparsable input, bad enum), kept intact.
     Invalid {
         /// Original bytes.
@@ -65,6 +69,8 @@ pub struct Origin {
     pub path: IngestPath,
     /// Input location for dead letters (client, file, request without API key).
     pub location: String,
+    /// The backfill job the batch belongs to, if any.
+    pub job: Option<Uuid>,
     /// The backfill chunk this batch completes, if any.
     pub chunk: Option<ChunkMark>,
 }
@@ -78,8 +84,6 @@ pub struct ChunkMark {
     pub key: String,
     /// Counts of the chunk's earlier batches, added to this batch's.
     pub counts_before: Counts,
-    /// Backfill job id for events and dead letters.
-    pub job_text: String,
 }
 
 /// A rejected record, as reported to a pushing client.
@@ -180,26 +184,9 @@ impl Ingestor {
         let mut valid = Vec::with_capacity(items.len());
         let mut dead = Vec::new();
         for (index, item) in items {
-            match item {
-                Item::Bar(bar) => match inner.validator.check(&bar, now) {
-                    Ok(()) => valid.push(bar),
-                    Err(rejection) => {
-                        let payload = prost::Message::encode_to_vec(&bar.to_proto(&origin.source));
-                        dead.push(self.dead_letter(
-                            index,
-                            &bar.symbol,
-                            &rejection,
-                            payload,
-                            <ProtoBar as prost::Name>::full_name(),
-                            origin,
-                        ));
-                        report.rejected.push(Rejected {
-                            index,
-                            symbol: bar.symbol,
-                            rejection,
-                        });
-                    }
-                },
+            let (bar, original) = match item {
+                Item::Bar(bar) => (bar, None),
+                Item::Pushed(bar, original) => (bar, Some(original)),
                 Item::Invalid {
                     payload,
                     payload_type,
@@ -219,6 +206,31 @@ impl Ingestor {
                         symbol,
                         rejection,
                     });
+                    continue;
+                }
+            };
+            {
+                match inner.validator.check(&bar, now) {
+                    Ok(()) => valid.push(bar),
+                    Err(rejection) => {
+                        let payload = match &original {
+                            Some(original) => prost::Message::encode_to_vec(original),
+                            None => prost::Message::encode_to_vec(&bar.to_proto(&origin.source)),
+                        };
+                        dead.push(self.dead_letter(
+                            index,
+                            &bar.symbol,
+                            &rejection,
+                            payload,
+                            <ProtoBar as prost::Name>::full_name(),
+                            origin,
+                        ));
+                        report.rejected.push(Rejected {
+                            index,
+                            symbol: bar.symbol,
+                            rejection,
+                        });
+                    }
                 }
             }
         }
@@ -237,11 +249,7 @@ impl Ingestor {
             tx.upsert(&valid, &origin.source).await?
         };
         let ingested_at = seconds_to_proto(now);
-        let job_id = origin
-            .chunk
-            .as_ref()
-            .map(|mark| mark.job_text.clone())
-            .unwrap_or_default();
+        let job_id = origin.job.map(|id| id.to_string()).unwrap_or_default();
         let mut events = Vec::with_capacity(valid.len());
         for (bar, outcome) in valid.iter().zip(&outcomes) {
             report.counts.count(outcome);
@@ -301,11 +309,7 @@ impl Ingestor {
             input: input.to_owned(),
             location: origin.location.clone(),
             index,
-            backfill_job_id: origin
-                .chunk
-                .as_ref()
-                .map(|mark| mark.job_text.clone())
-                .unwrap_or_default(),
+            backfill_job_id: origin.job.map(|id| id.to_string()).unwrap_or_default(),
         };
         DeadLetter::new(SERVICE, rejection.code, rejection.reason.clone())
             .field(rejection.field)

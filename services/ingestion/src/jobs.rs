@@ -227,11 +227,11 @@ async fn run(inner: &Inner, id: Uuid, resumed: bool) -> Result<(), Error> {
                 source: source_name.to_owned(),
                 path: IngestPath::Backfill,
                 location: chunk.key.clone(),
+                job: Some(id),
                 chunk: (batch + 1 == batches).then(|| ChunkMark {
                     job: id,
                     key: chunk.key.clone(),
                     counts_before: counts,
-                    job_text: id.to_string(),
                 }),
             };
             let report = inner.ingestor.ingest(part, &origin).await?;

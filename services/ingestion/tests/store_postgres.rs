@@ -1,6 +1,8 @@
 //! The store conformance suite on a real PostgreSQL (`scripts/deps.sh up pg`), one schema per
 //! test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! The store conformance suite on embedded SQLite.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;

@@ -46,13 +46,16 @@ pub async fn inserts_duplicates_and_corrections(store: Arc<dyn BarStore>) {
         upsert(&store, &[a.clone(), b.clone()]).await,
         vec![Outcome::Inserted, Outcome::Inserted]
     );
-    assert_eq!(upsert(&store, &[a.clone()]).await, vec![Outcome::Unchanged]);
+    assert_eq!(
+        upsert(&store, std::slice::from_ref(&a)).await,
+        vec![Outcome::Unchanged]
+    );
     let fixed = Bar {
         close: 101.5,
         ..a.clone()
     };
     assert_eq!(
-        upsert(&store, &[fixed.clone()]).await,
+        upsert(&store, std::slice::from_ref(&fixed)).await,
         vec![Outcome::Corrected {
             previous: a.clone(),
             revision: 1
@@ -63,7 +66,7 @@ pub async fn inserts_duplicates_and_corrections(store: Arc<dyn BarStore>) {
         ..a.clone()
     };
     assert_eq!(
-        upsert(&store, &[again.clone()]).await,
+        upsert(&store, std::slice::from_ref(&again)).await,
         vec![Outcome::Corrected {
             previous: fixed,
             revision: 2
@@ -309,7 +312,11 @@ pub async fn coverage_pages_by_symbol_and_interval(store: Arc<dyn BarStore>) {
         .collect();
     assert_eq!(
         keys,
-        vec![("AA", Interval::M5), ("AB", Interval::D1), ("B", Interval::D1)]
+        vec![
+            ("AA", Interval::M5),
+            ("AB", Interval::D1),
+            ("B", Interval::D1)
+        ]
     );
     assert_eq!(
         store.timestamps("AB", Interval::D1).await.unwrap(),
