@@ -97,6 +97,17 @@ impl PostgresStore {
     }
 }
 
+/// The common case: every bar is new. Conflicts make it fall back to [`UPSERT`].
+const INSERT_NEW: &str = r#"
+INSERT INTO bars (symbol, interval, ts, open, high, low, close, volume, source)
+SELECT symbol, interval, to_timestamp(ts), open, high, low, close, volume, $9
+FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::float8[],
+            $6::float8[], $7::float8[], $8::float8[])
+    AS t(symbol, interval, ts, open, high, low, close, volume)
+ON CONFLICT (symbol, interval, ts) DO NOTHING
+"#;
+
+/// Any mix of new bars, duplicates and corrections, with the values corrections replace.
 const UPSERT: &str = r#"
 WITH input AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::float8[],
@@ -408,6 +419,33 @@ impl StoreTx for PostgresTx {
                 volume.push(bar.volume);
                 index_of.insert((bar.symbol.as_str(), bar.interval.as_str(), bar.ts), i);
             }
+            // Fast path under a savepoint: a plain insert; if any bar already existed, undo
+            // it and take the upsert that tells duplicates from corrections.
+            sqlx::query("SAVEPOINT upsert_batch")
+                .execute(&mut *self.tx)
+                .await?;
+            let inserted = sqlx::query(INSERT_NEW)
+                .bind(&symbols)
+                .bind(&intervals)
+                .bind(&ts)
+                .bind(&open)
+                .bind(&high)
+                .bind(&low)
+                .bind(&close)
+                .bind(&volume)
+                .bind(source)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+            if inserted == n as u64 {
+                for &i in &round {
+                    outcomes[i] = Outcome::Inserted;
+                }
+                continue;
+            }
+            sqlx::query("ROLLBACK TO SAVEPOINT upsert_batch")
+                .execute(&mut *self.tx)
+                .await?;
             let rows = sqlx::query(UPSERT)
                 .bind(&symbols)
                 .bind(&intervals)
