@@ -1,10 +1,15 @@
 //! Parse + validate throughput of the CSV source, in rows per second, on 1,000,000 daily
 //! rows held in memory (no I/O): `env -u RUST_BACKTRACE cargo bench -p stockcast-market --bench csv`.
+//!
+//! Each case is measured twice: `csv/…` in wall time, `csv_cpu/…` in the CPU time of the
+//! benchmark thread (Linux scheduler statistics). On a machine shared with compilers the
+//! wall time includes waiting for a core; the CPU time is the one-core throughput.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
 use std::hint::black_box;
 
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stockcast_market::sources::csv::{CsvContext, CsvParams, parse_csv};
 use stockcast_market::sources::synthetic::{SyntheticParams, SyntheticPath};
@@ -52,15 +57,16 @@ fn file(symbol_column: bool) -> (String, String) {
     (header.to_owned(), body)
 }
 
-fn bench(c: &mut Criterion) {
+fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, group_name: &str) {
     let validator = Validator::new(&ValidationSettings::default()).unwrap();
     let now = chrono::Utc::now().timestamp();
-    let mut group = c.benchmark_group("csv");
+    let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(ROWS as u64));
     group.sample_size(20);
-    for (name, symbol_column) in [
-        ("parse_validate/yahoo", false),
-        ("parse_validate/symbol_column", true),
+    for (name, symbol_column, chunked) in [
+        ("parse_validate/yahoo", false, false),
+        ("parse_validate/yahoo_4mib_chunks", false, true),
+        ("parse_validate/symbol_column", true, false),
     ] {
         let (header, body) = file(symbol_column);
         let spec = BackfillSpec {
@@ -84,15 +90,25 @@ fn bench(c: &mut Criterion) {
             };
             validator.check(bar, now).unwrap();
         }
+        // Whole file in one call, or cut at line ends into the 4 MiB pieces a backfill
+        // fetches (the records of one piece are dropped before the next is parsed).
+        let pieces = if chunked {
+            pieces(body.as_bytes(), 4 << 20)
+        } else {
+            vec![body.as_bytes()]
+        };
         group.bench_function(name, |b| {
             b.iter(|| {
-                let records = parse_csv(black_box(body.as_bytes()), 2, &ctx);
                 let mut valid = 0usize;
-                for record in &records {
-                    if let SourceRecord::Bar(bar) = record {
-                        valid += usize::from(validator.check(bar, now).is_ok());
+                for piece in &pieces {
+                    let records = parse_csv(black_box(piece), 2, &ctx);
+                    for record in &records {
+                        if let SourceRecord::Bar(bar) = record {
+                            valid += usize::from(validator.check(bar, now).is_ok());
+                        }
                     }
                 }
+                assert_eq!(valid, ROWS);
                 black_box(valid)
             })
         });
@@ -100,5 +116,104 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// `body` cut after the first line end at or past every `size` bytes.
+fn pieces(body: &[u8], size: usize) -> Vec<&[u8]> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < body.len() {
+        let end = (start + size).min(body.len());
+        let end = body[end..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |i| end + i + 1);
+        pieces.push(&body[start..end]);
+        start = end;
+    }
+    pieces
+}
+
+fn wall(c: &mut Criterion) {
+    bench(c, "csv");
+}
+
+fn cpu(c: &mut Criterion<ThreadCpuTime>) {
+    if thread_cpu_ns().is_some() {
+        bench(c, "csv_cpu");
+    }
+}
+
+/// CPU time of the calling thread in nanoseconds, from `/proc/thread-self/schedstat`.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Measures the CPU time of the benchmark thread instead of wall time.
+struct ThreadCpuTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns().unwrap_or(0)
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().unwrap_or(0).saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
+        for value in values {
+            *value /= 1e6;
+        }
+        "ms cpu"
+    }
+
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let (Throughput::Elements(n)
+        | Throughput::Bytes(n)
+        | Throughput::BytesDecimal(n)
+        | Throughput::Bits(n)) = *throughput;
+        for value in values {
+            *value = n as f64 * 1e9 / *value / 1e6;
+        }
+        "M/s cpu"
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+criterion_group!(wall_time, wall);
+criterion_group! {
+    name = cpu_time;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = cpu
+}
+criterion_main!(wall_time, cpu_time);

@@ -120,7 +120,7 @@ pub fn sources(settings: &Settings) -> (Sources, BudgetProbe) {
     }));
     let sources = Sources {
         alpha_vantage: alpha.map(|a| a as Arc<dyn stockcast_market::sources::Source>),
-        csv: Arc::new(csv::CsvSource::default()),
+        csv: Arc::new(csv::CsvSource::within(settings.ingest.csv_dir.clone())),
         synthetic: Arc::new(synthetic::SyntheticSource),
     };
     (sources, budget)

@@ -81,6 +81,10 @@ pub struct IngestSettings {
     pub batch_size: usize,
     /// Backfill jobs running at once.
     pub backfill_concurrency: usize,
+    /// Directory CSV backfills may read from; paths outside it are refused (rejected rows are
+    /// copied to the dead-letter topic, so this bounds what a client can make the service
+    /// publish).
+    pub csv_dir: std::path::PathBuf,
 }
 
 impl Default for IngestSettings {
@@ -88,6 +92,7 @@ impl Default for IngestSettings {
         Self {
             batch_size: 5_000,
             backfill_concurrency: 2,
+            csv_dir: std::path::PathBuf::from("."),
         }
     }
 }

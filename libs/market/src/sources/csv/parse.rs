@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use memchr::memchr;
+use memchr::{memchr, memchr2_iter};
 use stockcast_proto::stockcast::types::v1::RejectReason;
 
 use super::header::{Column, CsvContext, Symbols};
@@ -27,11 +27,16 @@ pub(crate) struct Span {
 
 impl Span {
     fn trimmed(line: &[u8], base: usize, start: usize, end: usize) -> Span {
-        let raw = &line[start..end];
-        let first = base + start + (raw.len() - trim_start(raw).len());
+        let (mut start, mut end) = (start, end);
+        while start < end && is_blank(line[start]) {
+            start += 1;
+        }
+        while end > start && is_blank(line[end - 1]) {
+            end -= 1;
+        }
         Span {
-            start: first,
-            end: first + trim(raw).len(),
+            start: base + start,
+            end: base + end,
             escaped: false,
         }
     }
@@ -75,16 +80,15 @@ pub(crate) fn trim(v: &[u8]) -> &[u8] {
 /// row, not the rest of the file.
 pub(crate) fn split_line(line: &[u8], base: usize, max_fields: usize, out: &mut Vec<Span>) -> bool {
     let mut start = 0;
-    for (i, &b) in line.iter().enumerate() {
-        if b == b',' {
-            out.push(Span::trimmed(line, base, start, i));
-            start = i + 1;
-            if out.len() >= max_fields {
-                return true;
-            }
-        } else if b == b'"' {
+    for i in memchr2_iter(b',', b'"', line) {
+        if line[i] == b'"' {
             out.clear();
             return split_quoted(line, base, max_fields, out);
+        }
+        out.push(Span::trimmed(line, base, start, i));
+        start = i + 1;
+        if out.len() >= max_fields {
+            return true;
         }
     }
     out.push(Span::trimmed(line, base, start, line.len()));
