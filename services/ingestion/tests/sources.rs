@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -194,7 +195,11 @@ async fn bar_events(
             );
             let event: MarketBarEvent = message.decode().expect("decode event");
             let bar = event.bar.as_ref().expect("event has a bar");
-            assert_eq!(message.key.as_ref(), bar.symbol.as_bytes(), "keyed by symbol");
+            assert_eq!(
+                message.key.as_ref(),
+                bar.symbol.as_bytes(),
+                "keyed by symbol"
+            );
             assert_eq!(event.ingest_path, IngestPath::Backfill as i32);
             assert_eq!((event.revision, event.previous.as_ref()), (0, None));
             event
@@ -228,7 +233,9 @@ fn bar_of(event: &MarketBarEvent) -> Bar {
     Bar::try_from(event.bar.as_ref().unwrap()).expect("valid bar in event")
 }
 
-fn component(letter: &DeadLetterRecord) -> &stockcast_proto::stockcast::events::v1::ComponentOrigin {
+fn component(
+    letter: &DeadLetterRecord,
+) -> &stockcast_proto::stockcast::events::v1::ComponentOrigin {
     match &letter.origin {
         Some(Origin::Component(origin)) => origin,
         other => panic!("dead letter without a component origin: {other:?}"),
@@ -294,7 +301,10 @@ async fn an_alpha_vantage_daily_backfill_stores_and_publishes_the_series_in_utc(
     assert_eq!(rows, want);
     assert_eq!(rows[0].ts, utc("2024-02-12T00:00:00Z"));
     assert_eq!(rows[28].ts, utc("2024-03-22T00:00:00Z"));
-    assert!(rows.iter().all(|b| b.ts % 86_400 == 0), "daily bars at 00:00 UTC");
+    assert!(
+        rows.iter().all(|b| b.ts % 86_400 == 0),
+        "daily bars at 00:00 UTC"
+    );
     let sources: Vec<_> = service
         .store
         .bars("IBM", Interval::D1, 0, Y2100)
@@ -344,7 +354,7 @@ async fn alpha_vantage_intraday_times_are_stored_in_utc_across_the_dst_change() 
         &mut client,
         av_request(
             "IBM",
-            PbInterval::Interval5Min,
+            PbInterval::Interval5Minutes,
             utc("2024-03-01T05:00:00Z"),
             utc("2024-04-01T04:00:00Z"),
             pb::AlphaVantageOutputSize::Full,
@@ -584,9 +594,9 @@ async fn all_rows(schema: &str) -> Vec<String> {
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     let mut out = Vec::new();
     for table in ["bars", "corrections", "backfill_jobs", "backfill_chunks"] {
-        let rows: Vec<String> = sqlx::query_scalar(&format!(
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT row_to_json(t)::text FROM \"{schema}\".{table} t"
-        ))
+        )))
         .fetch_all(&pool)
         .await
         .unwrap_or_else(|e| panic!("{table}: {e}"));
@@ -681,14 +691,20 @@ async fn the_api_key_never_appears_in_job_errors_dead_letters_or_job_records() {
     // The job records as stored, every column of every table.
     let rows = all_rows(&schema).await;
     assert!(
-        rows.iter().filter(|r| r.starts_with("backfill_jobs:")).count() == 2,
+        rows.iter()
+            .filter(|r| r.starts_with("backfill_jobs:"))
+            .count()
+            == 2,
         "{rows:?}"
     );
     for row in rows {
         texts.push(("database row", row));
     }
     for (what, text) in &texts {
-        assert!(!text.contains(API_KEY), "the API key leaked in {what}: {text}");
+        assert!(
+            !text.contains(API_KEY),
+            "the API key leaked in {what}: {text}"
+        );
     }
     service.stop().await;
 }
@@ -749,8 +765,11 @@ fn csv_rows() -> Vec<Row> {
     ]
 }
 
-/// The file text, its good bars (for `symbol`) and its bad lines with their 1-based numbers.
-fn csv_file(symbol: &str) -> (String, Vec<Bar>, Vec<(i64, &'static str, &'static str, RejectReason)>) {
+/// A bad line of a CSV file: its 1-based number, text, the field and code it is rejected for.
+type BadLine = (i64, &'static str, &'static str, RejectReason);
+
+/// The file text, its good bars (for `symbol`) and its bad lines.
+fn csv_file(symbol: &str) -> (String, Vec<Bar>, Vec<BadLine>) {
     let mut lines = vec![CSV_HEADER.to_owned()];
     let mut good = Vec::new();
     let mut bad = Vec::new();
@@ -778,6 +797,11 @@ fn csv_file(symbol: &str) -> (String, Vec<Bar>, Vec<(i64, &'static str, &'static
     (lines.join("\n") + "\n", good, bad)
 }
 
+/// Default settings with `ingest.csv_dir` set to `dir`.
+fn csv_settings(case: &str, dir: &tempfile::TempDir) -> Settings {
+    settings(case, |s| s.ingest.csv_dir = dir.path().to_owned())
+}
+
 fn write_csv(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write csv");
@@ -789,11 +813,11 @@ async fn a_csv_backfill_stores_good_rows_and_dead_letters_bad_lines_by_number() 
     let dir = tempfile::tempdir().expect("tempdir");
     let (text, good, bad) = csv_file("CSVA");
     assert_eq!((good.len(), bad.len()), (6, 3));
-    let path = write_csv(&dir, "csva.csv", &text);
-    let service = Service::start(settings("src-csv", |_| {})).await;
+    write_csv(&dir, "csva.csv", &text);
+    let service = Service::start(csv_settings("src-csv", &dir)).await;
     let mut client = service.client.clone();
 
-    let job_id = start(&mut client, csv_request(&path, "CSVA")).await;
+    let job_id = start(&mut client, csv_request(Path::new("csva.csv"), "CSVA")).await;
     let done = finished(&mut client, &job_id).await;
     assert_eq!(state(&done), JobState::Succeeded, "{done:?}");
     assert_eq!(counts(&done), (6, 3, 0, 0), "exact job counts: {done:?}");
@@ -874,19 +898,20 @@ async fn a_csv_backfill_stores_good_rows_and_dead_letters_bad_lines_by_number() 
 async fn re_running_a_csv_backfill_finds_only_duplicates_and_publishes_nothing_new() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (text, good, bad) = csv_file("CSVR");
-    let path = write_csv(&dir, "csvr.csv", &text);
-    let service = Service::start(settings("src-csv-rerun", |_| {})).await;
+    write_csv(&dir, "csvr.csv", &text);
+    let path = Path::new("csvr.csv");
+    let service = Service::start(csv_settings("src-csv-rerun", &dir)).await;
     let mut client = service.client.clone();
     let mut consumer = service.bars_consumer().await;
 
-    let first = start(&mut client, csv_request(&path, "CSVR")).await;
+    let first = start(&mut client, csv_request(path, "CSVR")).await;
     let first = finished(&mut client, &first).await;
     assert_eq!(state(&first), JobState::Succeeded, "{first:?}");
     assert_eq!(counts(&first), (6, 3, 0, 0), "{first:?}");
     assert_eq!(bar_events(&service, consumer.as_mut()).await.len(), 6);
 
     // Same file, new request id: a new job whose every good row is a duplicate.
-    let second_id = start(&mut client, csv_request(&path, "CSVR")).await;
+    let second_id = start(&mut client, csv_request(path, "CSVR")).await;
     assert_ne!(second_id, first.job_id, "a new request id is a new job");
     let second = finished(&mut client, &second_id).await;
     assert_eq!(state(&second), JobState::Succeeded, "{second:?}");
@@ -904,17 +929,24 @@ async fn re_running_a_csv_backfill_finds_only_duplicates_and_publishes_nothing_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_with_a_bad_header_or_a_missing_file_fails_the_job() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad_header = write_csv(
+    write_csv(
         &dir,
         "no_close.csv",
         "Date,Open,High,Low,Adj Close,Volume\n2024-01-02,187.15,188.44,183.89,185.40,82488700\n",
     );
-    let missing = dir.path().join("does_not_exist.csv");
-    let service = Service::start(settings("src-csv-fail", |_| {})).await;
+    // Readable, but outside `ingest.csv_dir`.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let outside = write_csv(&outside, "outside.csv", &csv_file("CSVO").0);
+    let service = Service::start(csv_settings("src-csv-fail", &dir)).await;
     let mut client = service.client.clone();
 
-    let header_job = start(&mut client, csv_request(&bad_header, "CSVH")).await;
-    let missing_job = start(&mut client, csv_request(&missing, "CSVM")).await;
+    let header_job = start(&mut client, csv_request(Path::new("no_close.csv"), "CSVH")).await;
+    let missing_job = start(
+        &mut client,
+        csv_request(Path::new("does_not_exist.csv"), "CSVM"),
+    )
+    .await;
+    let outside_job = start(&mut client, csv_request(&outside, "CSVO")).await;
 
     let header_job = finished(&mut client, &header_job).await;
     assert_eq!(state(&header_job), JobState::Failed, "{header_job:?}");
@@ -935,6 +967,15 @@ async fn a_csv_with_a_bad_header_or_a_missing_file_fails_the_job() {
         missing_job.error
     );
 
+    let outside_job = finished(&mut client, &outside_job).await;
+    assert_eq!(state(&outside_job), JobState::Failed, "{outside_job:?}");
+    assert!(
+        outside_job.error.contains("outside the CSV directory"),
+        "{}",
+        outside_job.error
+    );
+
+    assert!(stored(&service, "CSVO", Interval::D1).await.is_empty());
     assert!(stored(&service, "CSVH", Interval::D1).await.is_empty());
     assert!(stored(&service, "CSVM", Interval::D1).await.is_empty());
     let mut consumer = service.bars_consumer().await;
