@@ -13,7 +13,7 @@ use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stockcast_market::sources::csv::{CsvContext, CsvParams, parse_csv};
 use stockcast_market::sources::synthetic::{SyntheticParams, SyntheticPath};
-use stockcast_market::sources::{BackfillSpec, SourceParams, SourceRecord};
+use stockcast_market::sources::{BackfillSpec, Row, SourceParams, SourceRecord};
 use stockcast_market::{Interval, ValidationSettings, Validator};
 
 const ROWS: usize = 1_000_000;
@@ -85,7 +85,7 @@ fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, group_name: &str) {
         let records = parse_csv(body.as_bytes(), 2, &ctx);
         assert_eq!(records.len(), ROWS);
         for record in &records {
-            let SourceRecord::Bar(bar) = record else {
+            let SourceRecord::Row(Row { bar, .. }) = record else {
                 panic!("unreadable row: {record:?}");
             };
             validator.check(bar, now).unwrap();
@@ -103,7 +103,7 @@ fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, group_name: &str) {
                 for piece in &pieces {
                     let records = parse_csv(black_box(piece), 2, &ctx);
                     for record in &records {
-                        if let SourceRecord::Bar(bar) = record {
+                        if let SourceRecord::Row(Row { bar, .. }) = record {
                             valid += usize::from(validator.check(bar, now).is_ok());
                         }
                     }

@@ -15,7 +15,7 @@ use stockcast_market::sources::alpha_vantage::{
 };
 use stockcast_market::sources::csv::CsvParams;
 use stockcast_market::sources::{
-    BackfillSpec, Chunk, ChunkPosition, Source, SourceError, SourceParams, SourceRecord,
+    BackfillSpec, Chunk, ChunkPosition, Row, Source, SourceError, SourceParams, SourceRecord,
 };
 use stockcast_market::{Bar, Interval};
 use stockcast_proto::stockcast::types::v1::RejectReason;
@@ -77,8 +77,8 @@ fn bars(records: &[SourceRecord]) -> Vec<Bar> {
     records
         .iter()
         .filter_map(|r| match r {
-            SourceRecord::Bar(b) => Some(b.clone()),
-            SourceRecord::Unreadable(_) => None,
+            SourceRecord::Row(Row { bar: b, .. }) => Some(b.clone()),
+            _ => None,
         })
         .collect()
 }
@@ -426,7 +426,7 @@ async fn bad_entries_become_unreadable_records_and_the_rest_loads() {
         .iter()
         .filter_map(|r| match r {
             SourceRecord::Unreadable(u) => Some(u),
-            SourceRecord::Bar(_) => None,
+            _ => None,
         })
         .collect();
     // In time order: 14 March (no volume) before 15 March (bad high).
@@ -473,7 +473,7 @@ async fn bad_entries_become_unreadable_records_and_the_rest_loads() {
         .position(|r| matches!(r, SourceRecord::Unreadable(_)))
         .unwrap();
     assert!(
-        matches!(&records[position - 1], SourceRecord::Bar(b) if b.ts == ts("2024-03-13T00:00:00Z"))
+        matches!(&records[position - 1], SourceRecord::Row(Row { bar: b, .. }) if b.ts == ts("2024-03-13T00:00:00Z"))
     );
 }
 

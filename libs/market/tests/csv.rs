@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use stockcast_market::sources::csv::{CsvParams, CsvSource};
 use stockcast_market::sources::{
-    BackfillSpec, ChunkPosition, Source, SourceError, SourceParams, SourceRecord,
+    BackfillSpec, ChunkPosition, Row, Source, SourceError, SourceParams, SourceRecord,
 };
 use stockcast_market::{Bar, Interval, ValidationSettings, Validator};
 use stockcast_proto::stockcast::types::v1::RejectReason;
@@ -54,8 +54,8 @@ fn bars(records: &[SourceRecord]) -> Vec<Bar> {
     records
         .iter()
         .map(|r| match r {
-            SourceRecord::Bar(bar) => bar.clone(),
-            SourceRecord::Unreadable(u) => panic!("unexpected unreadable row: {u:?}"),
+            SourceRecord::Row(Row { bar, .. }) => bar.clone(),
+            other => panic!("expected a row read from the file: {other:?}"),
         })
         .collect()
 }
@@ -200,12 +200,12 @@ async fn time_zone_conversion_follows_dst() {
     let records = load(&spec(params, &["X"], Interval::M5)).await.unwrap();
     let (good, bad): (Vec<_>, Vec<_>) = records
         .iter()
-        .partition(|r| matches!(r, SourceRecord::Bar(_)));
+        .partition(|r| matches!(r, SourceRecord::Row(_)));
     let times: Vec<_> = good
         .iter()
         .map(|r| match r {
-            SourceRecord::Bar(b) => b.ts,
-            SourceRecord::Unreadable(_) => unreachable!(),
+            SourceRecord::Row(Row { bar: b, .. }) => b.ts,
+            _ => unreachable!(),
         })
         .collect();
     assert_eq!(
@@ -221,7 +221,7 @@ async fn time_zone_conversion_follows_dst() {
         .iter()
         .map(|r| match r {
             SourceRecord::Unreadable(u) => (u.index, u.rejection.reason.clone()),
-            SourceRecord::Bar(_) => unreachable!(),
+            _ => unreachable!(),
         })
         .collect();
     assert_eq!(bad.len(), 2);
@@ -318,7 +318,8 @@ fn outcome(records: &[SourceRecord]) -> (Vec<(i64, &'static str, String)>, Vec<B
     let mut bars = Vec::new();
     for record in records {
         match record {
-            SourceRecord::Bar(bar) => bars.push(bar.clone()),
+            SourceRecord::Row(Row { bar, .. }) => bars.push(bar.clone()),
+            SourceRecord::Bar(bar) => panic!("a CSV row without its line: {bar:?}"),
             SourceRecord::Unreadable(u) => {
                 assert_eq!(u.payload_type, "text/csv");
                 bad.push((u.index, u.rejection.field, u.rejection.reason.clone()));
@@ -405,7 +406,7 @@ async fn rejection_codes() {
         .iter()
         .filter_map(|r| match r {
             SourceRecord::Unreadable(u) => Some((u.index, u.rejection.code, u.symbol.as_str())),
-            SourceRecord::Bar(_) => None,
+            _ => None,
         })
         .collect();
     assert!(codes.contains(&(3, RejectReason::Malformed, "AAA")));

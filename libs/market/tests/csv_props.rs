@@ -292,7 +292,10 @@ fn as_bars(records: Vec<SourceRecord>) -> Result<Vec<Bar>, TestCaseError> {
     records
         .into_iter()
         .map(|r| match r {
-            SourceRecord::Bar(bar) => Ok(bar),
+            SourceRecord::Row(row) => Ok(row.bar),
+            SourceRecord::Bar(bar) => Err(TestCaseError::fail(format!(
+                "a CSV row without its line: {bar:?}"
+            ))),
             SourceRecord::Unreadable(u) => Err(TestCaseError::fail(format!(
                 "line {}: {} ({:?})",
                 u.index,

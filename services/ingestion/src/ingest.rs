@@ -36,6 +36,15 @@ pub enum Item {
     /// A pushed bar to validate, with the message as the client sent it (dead-lettered byte
     /// for byte if the bar is rejected).
     Pushed(Bar, ProtoBar),
+    /// A bar read from input, with the input (dead-lettered as read if rejected).
+    Read {
+        /// The bar.
+        bar: Bar,
+        /// The CSV line or JSON entry.
+        payload: Vec<u8>,
+        /// Its media type.
+        payload_type: &'static str,
+    },
     /// A record that failed before validation (unparsable input, bad enum), kept intact.
     Invalid {
         /// Original bytes.
@@ -58,6 +67,13 @@ impl From<Unreadable> for Item {
             rejection: record.rejection,
         }
     }
+}
+
+/// The input a bar was read from, kept until validation.
+enum Original {
+    None,
+    Pushed(ProtoBar),
+    Read(Vec<u8>, &'static str),
 }
 
 /// Where a batch comes from.
@@ -185,8 +201,13 @@ impl Ingestor {
         let mut dead = Vec::new();
         for (index, item) in items {
             let (bar, original) = match item {
-                Item::Bar(bar) => (bar, None),
-                Item::Pushed(bar, original) => (bar, Some(original)),
+                Item::Bar(bar) => (bar, Original::None),
+                Item::Pushed(bar, original) => (bar, Original::Pushed(original)),
+                Item::Read {
+                    bar,
+                    payload,
+                    payload_type,
+                } => (bar, Original::Read(payload, payload_type)),
                 Item::Invalid {
                     payload,
                     payload_type,
@@ -213,16 +234,25 @@ impl Ingestor {
                 match inner.validator.check(&bar, now) {
                     Ok(()) => valid.push(bar),
                     Err(rejection) => {
-                        let payload = match &original {
-                            Some(original) => prost::Message::encode_to_vec(original),
-                            None => prost::Message::encode_to_vec(&bar.to_proto(&origin.source)),
+                        let (payload, payload_type) = match original {
+                            Original::Pushed(original) => (
+                                prost::Message::encode_to_vec(&original),
+                                <ProtoBar as prost::Name>::full_name(),
+                            ),
+                            Original::Read(payload, payload_type) => {
+                                (payload, payload_type.to_owned())
+                            }
+                            Original::None => (
+                                prost::Message::encode_to_vec(&bar.to_proto(&origin.source)),
+                                <ProtoBar as prost::Name>::full_name(),
+                            ),
                         };
                         dead.push(self.dead_letter(
                             index,
                             &bar.symbol,
                             &rejection,
                             payload,
-                            <ProtoBar as prost::Name>::full_name(),
+                            payload_type,
                             origin,
                         ));
                         report.rejected.push(Rejected {

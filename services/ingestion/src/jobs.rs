@@ -213,6 +213,14 @@ async fn run(inner: &Inner, id: Uuid, resumed: bool) -> Result<(), Error> {
             .enumerate()
             .map(|(i, record)| match record {
                 SourceRecord::Bar(bar) => (i as i64, Item::Bar(bar)),
+                SourceRecord::Row(row) => (
+                    row.index,
+                    Item::Read {
+                        bar: row.bar,
+                        payload: row.payload,
+                        payload_type: row.payload_type,
+                    },
+                ),
                 SourceRecord::Unreadable(unreadable) => (unreadable.index, unreadable.into()),
             })
             .collect();

@@ -88,7 +88,7 @@ async fn generated(spec: &BackfillSpec, symbol: &str) -> Vec<Bar> {
         for record in source.fetch(spec, &chunk).await.expect("fetch") {
             match record {
                 SourceRecord::Bar(bar) => bars.push(bar),
-                SourceRecord::Unreadable(u) => panic!("synthetic record unreadable: {u:?}"),
+                other => panic!("the generator made a record that is not a bar: {other:?}"),
             }
         }
     }

@@ -19,7 +19,8 @@ use crate::Service;
 /// `stockcast demo` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// gRPC port of the first service; the others take the next four ports.
+    /// gRPC port of the first service; the others take the next four ports. 0 lets the system
+    /// pick a free port for each.
     #[arg(long, default_value_t = 50051, env = "STOCKCAST_DEMO_BASE_PORT")]
     base_port: u16,
     /// Address for Prometheus `/metrics` of the whole process.
@@ -87,11 +88,19 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     let mut endpoints = Vec::new();
     for (index, service) in Service::ALL.into_iter().enumerate() {
-        let port = args.base_port + index as u16;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot bind {} on {addr} (use --base-port)", service.name())
+        let port = if args.base_port == 0 {
+            0
+        } else {
+            args.base_port + index as u16
+        };
+        let wanted = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = TcpListener::bind(wanted).await.with_context(|| {
+            format!(
+                "cannot bind {} on {wanted} (use --base-port)",
+                service.name()
+            )
         })?;
+        let addr = listener.local_addr()?;
         let settings = BasicSettings {
             server: ServerSettings {
                 grpc_addr: addr,

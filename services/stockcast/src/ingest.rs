@@ -216,6 +216,7 @@ async fn push_csv(
         for record in records {
             match record {
                 SourceRecord::Bar(bar) => bars.push(bar.to_proto("csv")),
+                SourceRecord::Row(row) => bars.push(row.bar.to_proto("csv")),
                 SourceRecord::Unreadable(row) => {
                     unreadable += 1;
                     progress.println(format!("line {}: {}", row.index, row.rejection.reason));

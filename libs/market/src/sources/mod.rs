@@ -93,10 +93,46 @@ pub enum ChunkPosition {
 /// A record as a source produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceRecord {
-    /// A bar read from the source; it still has to pass validation.
+    /// A bar made by the source itself (the generator); it still has to pass validation.
     Bar(Bar),
+    /// A bar read from input (a CSV line, a JSON entry), with that input kept so that a bar
+    /// failing validation is dead-lettered as it was read; it still has to pass validation.
+    Row(Row),
     /// Input that could not be read as a bar, kept for the dead-letter topic.
     Unreadable(Unreadable),
+}
+
+/// A bar read from input, with the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The bar.
+    pub bar: Bar,
+    /// Position in the input: 1-based CSV line number, or the entry's index.
+    pub index: i64,
+    /// The original bytes (the CSV line, the JSON entry).
+    pub payload: Vec<u8>,
+    /// Media type of the payload: `text/csv`, `application/json`.
+    pub payload_type: &'static str,
+}
+
+impl SourceRecord {
+    /// The bar, if the record holds one.
+    pub fn bar(&self) -> Option<&Bar> {
+        match self {
+            SourceRecord::Bar(bar) => Some(bar),
+            SourceRecord::Row(row) => Some(&row.bar),
+            SourceRecord::Unreadable(_) => None,
+        }
+    }
+
+    /// The bar, if the record holds one.
+    pub fn into_bar(self) -> Option<Bar> {
+        match self {
+            SourceRecord::Bar(bar) => Some(bar),
+            SourceRecord::Row(row) => Some(row.bar),
+            SourceRecord::Unreadable(_) => None,
+        }
+    }
 }
 
 /// Input that could not be read as a bar.

@@ -11,7 +11,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use stockcast_proto::stockcast::types::v1::RejectReason;
 
-use crate::sources::{SourceRecord, Unreadable};
+use crate::sources::{Row, SourceRecord, Unreadable};
 use crate::{Bar, Interval, Rejection};
 
 /// What the request asked for, to check the response against.
@@ -136,15 +136,20 @@ pub(crate) fn parse_body(body: &[u8], expect: &Expect) -> Result<Vec<SourceRecor
             continue;
         }
         let record = match values(raw) {
-            Ok([open, high, low, close, volume]) => SourceRecord::Bar(Bar {
-                symbol: expect.symbol.clone(),
-                interval: expect.interval,
-                ts,
-                open,
-                high,
-                low,
-                close,
-                volume,
+            Ok([open, high, low, close, volume]) => SourceRecord::Row(Row {
+                bar: Bar {
+                    symbol: expect.symbol.clone(),
+                    interval: expect.interval,
+                    ts,
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                },
+                index: i64::try_from(index).unwrap_or(-1),
+                payload: entry_payload(key, raw),
+                payload_type: "application/json",
             }),
             Err((code, field, reason)) => unreadable(code, field, reason),
         };
@@ -364,8 +369,8 @@ mod tests {
         records
             .iter()
             .filter_map(|r| match r {
-                SourceRecord::Bar(b) => Some(b.clone()),
-                SourceRecord::Unreadable(_) => None,
+                SourceRecord::Row(Row { bar: b, .. }) => Some(b.clone()),
+                _ => None,
             })
             .collect()
     }
@@ -423,7 +428,14 @@ mod tests {
         let body = render(std::slice::from_ref(&bar), Interval::D1);
         assert!(body.contains("\"2024-03-08\""), "{body}");
         let records = parse_body(body.as_bytes(), &expect(Interval::D1)).unwrap();
-        assert_eq!(records, vec![SourceRecord::Bar(bar)]);
+        assert_eq!(
+            records
+                .iter()
+                .filter_map(SourceRecord::bar)
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec![bar]
+        );
     }
 
     #[test]
@@ -436,12 +448,14 @@ mod tests {
         let records = parse_body(body.as_bytes(), &expect(Interval::M5)).unwrap();
         assert_eq!(records.len(), 3);
         // 02:30 EST on 3 November is 07:30 UTC; it sorts before the unreadable entries.
-        assert!(matches!(&records[0], SourceRecord::Bar(b) if b.ts == 1_730_619_000));
+        assert!(
+            matches!(&records[0], SourceRecord::Row(Row { bar: b, .. }) if b.ts == 1_730_619_000)
+        );
         let reasons: Vec<_> = records[1..]
             .iter()
             .map(|r| match r {
                 SourceRecord::Unreadable(u) => (u.index, u.rejection.reason.clone()),
-                SourceRecord::Bar(b) => panic!("{b:?}"),
+                other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(
@@ -469,7 +483,7 @@ mod tests {
             "2024-03-08": {"1. open": "1", "2. high": "2", "3. low": "1", "4. close": "2", "5. volume": "10"},
             "2024-03-08": {"1. open": "1", "2. high": "3", "3. low": "1", "4. close": "2", "5. volume": "10"}}}"#;
         let records = parse_body(body.as_bytes(), &expect(Interval::D1)).unwrap();
-        assert!(matches!(&records[0], SourceRecord::Bar(b) if b.high == 2.0));
+        assert!(matches!(&records[0], SourceRecord::Row(Row { bar: b, .. }) if b.high == 2.0));
         match &records[1] {
             SourceRecord::Unreadable(u) => {
                 assert_eq!(

@@ -10,7 +10,7 @@ use stockcast_proto::stockcast::types::v1::RejectReason;
 
 use super::header::{Column, CsvContext, Symbols};
 use super::time::{TsError, Written, parse_date_only, parse_time, parse_timestamp, resolve};
-use crate::sources::{SourceRecord, Unreadable};
+use crate::sources::{Row, SourceRecord, Unreadable};
 use crate::{Bar, Interval, Rejection};
 
 /// Media type of the payload of an unreadable CSV row.
@@ -188,7 +188,12 @@ pub fn parse_csv(bytes: &[u8], first_line: u64, ctx: &CsvContext) -> Vec<SourceR
             )
         };
         match parsed {
-            Parsed::Bar(bar) => out.push(SourceRecord::Bar(bar)),
+            Parsed::Bar(bar) => out.push(SourceRecord::Row(Row {
+                bar,
+                index: i64::try_from(this_line).unwrap_or(i64::MAX),
+                payload: line.to_vec(),
+                payload_type: CSV_PAYLOAD_TYPE,
+            })),
             Parsed::Skip => {}
             Parsed::Bad(_, _) if line == ctx.header.as_slice() => {}
             Parsed::Bad(symbol, rejection) => out.push(SourceRecord::Unreadable(Unreadable {
