@@ -61,7 +61,10 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<TelemetryGuar
     .map_err(|e| TelemetryError::Filter(e.to_string()))?;
 
     let fmt = match settings.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)

@@ -219,7 +219,13 @@ async fn push_csv(
                 SourceRecord::Row(row) => bars.push(row.bar.to_proto("csv")),
                 SourceRecord::Unreadable(row) => {
                     unreadable += 1;
-                    progress.println(format!("line {}: {}", row.index, row.rejection.reason));
+                    progress.suspend(|| {
+                        tracing::warn!(
+                            line = row.index,
+                            "unreadable row: {}",
+                            row.rejection.reason
+                        );
+                    });
                 }
             }
             if bars.len() >= batch {
