@@ -384,6 +384,52 @@ impl BarStore for PostgresStore {
     }
 }
 
+/// One round of bars as column arrays, the shape `UNNEST` takes.
+struct Columns<'a> {
+    symbols: Vec<&'a str>,
+    intervals: Vec<&'static str>,
+    ts: Vec<i64>,
+    open: Vec<f64>,
+    high: Vec<f64>,
+    low: Vec<f64>,
+    close: Vec<f64>,
+    volume: Vec<f64>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(bars: &'a [Bar], round: &[usize]) -> Self {
+        let column = |f: fn(&Bar) -> f64| round.iter().map(|&i| f(&bars[i])).collect();
+        Self {
+            symbols: round.iter().map(|&i| bars[i].symbol.as_str()).collect(),
+            intervals: round.iter().map(|&i| bars[i].interval.as_str()).collect(),
+            ts: round.iter().map(|&i| bars[i].ts).collect(),
+            open: column(|b| b.open),
+            high: column(|b| b.high),
+            low: column(|b| b.low),
+            close: column(|b| b.close),
+            volume: column(|b| b.volume),
+        }
+    }
+
+    /// `statement` with the columns as `$1..$8` and `source` as `$9`.
+    fn bind<'q>(
+        &'q self,
+        statement: &'static str,
+        source: &'q str,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(statement)
+            .bind(&self.symbols)
+            .bind(&self.intervals)
+            .bind(&self.ts)
+            .bind(&self.open)
+            .bind(&self.high)
+            .bind(&self.low)
+            .bind(&self.close)
+            .bind(&self.volume)
+            .bind(source)
+    }
+}
+
 struct PostgresTx {
     tx: Transaction<'static, Postgres>,
 }
@@ -394,46 +440,14 @@ impl StoreTx for PostgresTx {
         let mut outcomes = vec![Outcome::Unchanged; bars.len()];
         for round in rounds(bars) {
             let n = round.len();
-            let (mut symbols, mut intervals, mut ts) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            let (mut open, mut high, mut low, mut close, mut volume) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            let mut index_of: HashMap<(&str, &str, i64), usize> = HashMap::with_capacity(n);
-            for &i in &round {
-                let bar = &bars[i];
-                symbols.push(bar.symbol.as_str());
-                intervals.push(bar.interval.as_str());
-                ts.push(bar.ts);
-                open.push(bar.open);
-                high.push(bar.high);
-                low.push(bar.low);
-                close.push(bar.close);
-                volume.push(bar.volume);
-                index_of.insert((bar.symbol.as_str(), bar.interval.as_str(), bar.ts), i);
-            }
+            let columns = Columns::of(bars, &round);
             // Fast path under a savepoint: a plain insert; if any bar already existed, undo
             // it and take the upsert that tells duplicates from corrections.
             sqlx::query("SAVEPOINT upsert_batch")
                 .execute(&mut *self.tx)
                 .await?;
-            let inserted = sqlx::query(INSERT_NEW)
-                .bind(&symbols)
-                .bind(&intervals)
-                .bind(&ts)
-                .bind(&open)
-                .bind(&high)
-                .bind(&low)
-                .bind(&close)
-                .bind(&volume)
-                .bind(source)
+            let inserted = columns
+                .bind(INSERT_NEW, source)
                 .execute(&mut *self.tx)
                 .await?
                 .rows_affected();
@@ -446,18 +460,17 @@ impl StoreTx for PostgresTx {
             sqlx::query("ROLLBACK TO SAVEPOINT upsert_batch")
                 .execute(&mut *self.tx)
                 .await?;
-            let rows = sqlx::query(UPSERT)
-                .bind(&symbols)
-                .bind(&intervals)
-                .bind(&ts)
-                .bind(&open)
-                .bind(&high)
-                .bind(&low)
-                .bind(&close)
-                .bind(&volume)
-                .bind(source)
+            let rows = columns
+                .bind(UPSERT, source)
                 .fetch_all(&mut *self.tx)
                 .await?;
+            let index_of: HashMap<(&str, &str, i64), usize> = round
+                .iter()
+                .map(|&i| {
+                    let bar = &bars[i];
+                    ((bar.symbol.as_str(), bar.interval.as_str(), bar.ts), i)
+                })
+                .collect();
             for row in rows {
                 let symbol: String = row.try_get("symbol")?;
                 let interval: String = row.try_get("interval")?;
