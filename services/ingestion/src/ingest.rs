@@ -76,6 +76,21 @@ enum Original {
     Read(Vec<u8>, &'static str),
 }
 
+impl Original {
+    /// What a rejected bar is dead-lettered as: the input as received, else the bar itself.
+    fn into_payload(self, bar: &Bar, source: &str) -> (Vec<u8>, String) {
+        let proto = <ProtoBar as prost::Name>::full_name;
+        match self {
+            Original::Pushed(original) => (prost::Message::encode_to_vec(&original), proto()),
+            Original::Read(payload, payload_type) => (payload, payload_type.to_owned()),
+            Original::None => (
+                prost::Message::encode_to_vec(&bar.to_proto(source)),
+                proto(),
+            ),
+        }
+    }
+}
+
 /// Where a batch comes from.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -230,39 +245,24 @@ impl Ingestor {
                     continue;
                 }
             };
-            {
-                match inner.validator.check(&bar, now) {
-                    Ok(()) => valid.push(bar),
-                    Err(rejection) => {
-                        let (payload, payload_type) = match original {
-                            Original::Pushed(original) => (
-                                prost::Message::encode_to_vec(&original),
-                                <ProtoBar as prost::Name>::full_name(),
-                            ),
-                            Original::Read(payload, payload_type) => {
-                                (payload, payload_type.to_owned())
-                            }
-                            Original::None => (
-                                prost::Message::encode_to_vec(&bar.to_proto(&origin.source)),
-                                <ProtoBar as prost::Name>::full_name(),
-                            ),
-                        };
-                        dead.push(self.dead_letter(
-                            index,
-                            &bar.symbol,
-                            &rejection,
-                            payload,
-                            payload_type,
-                            origin,
-                        ));
-                        report.rejected.push(Rejected {
-                            index,
-                            symbol: bar.symbol,
-                            rejection,
-                        });
-                    }
-                }
-            }
+            let Err(rejection) = inner.validator.check(&bar, now) else {
+                valid.push(bar);
+                continue;
+            };
+            let (payload, payload_type) = original.into_payload(&bar, &origin.source);
+            dead.push(self.dead_letter(
+                index,
+                &bar.symbol,
+                &rejection,
+                payload,
+                payload_type,
+                origin,
+            ));
+            report.rejected.push(Rejected {
+                index,
+                symbol: bar.symbol,
+                rejection,
+            });
         }
         report.counts.rejected = report.rejected.len() as i64;
         for rejected in &report.rejected {
