@@ -47,13 +47,6 @@ impl SqliteStore {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
     let spec: sqlx::types::Json<BackfillSpec> = row.try_get("spec")?;
     let state: String = row.try_get("state")?;
@@ -194,7 +187,7 @@ impl BarStore for SqliteStore {
             }
         }
         let id = Uuid::now_v7();
-        let now = now();
+        let now = crate::ingest::now_seconds();
         sqlx::query(
             "INSERT INTO backfill_jobs (job_id, request_id, spec, state, created_at, updated_at) \
              VALUES (?, ?, ?, 'pending', ?, ?)",
@@ -248,7 +241,7 @@ impl BarStore for SqliteStore {
     }
 
     async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<(), StoreError> {
-        let now = now();
+        let now = crate::ingest::now_seconds();
         sqlx::query(
             "UPDATE backfill_jobs SET \
                 state = COALESCE(?2, state), \
