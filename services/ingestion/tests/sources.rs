@@ -506,11 +506,22 @@ async fn alpha_vantage_error_shapes_fail_or_retry_the_job_as_documented() {
     );
     server.script("MALF", vec![Reply::Fixture("malformed.json")]);
     server.script("TRNC", vec![Reply::Truncated("daily_ibm.json")]);
+    server.script(
+        "INFO",
+        vec![
+            Reply::Fixture("information_rate_limit.json"),
+            Reply::Fixture("daily_ibm.json"),
+        ],
+    );
+    server.script("PREM", vec![Reply::Fixture("information_premium.json")]);
+    server.script("NOSR", vec![Reply::Fixture("no_series.json")]);
     let service = Service::start(av_settings("src-av-errors", &server)).await;
     let mut client = service.client.clone();
 
     let mut ids = BTreeMap::new();
-    for symbol in ["ERRM", "NOTE", "HTTP", "MALF", "TRNC"] {
+    for symbol in [
+        "ERRM", "NOTE", "HTTP", "MALF", "TRNC", "INFO", "PREM", "NOSR",
+    ] {
         ids.insert(symbol, start(&mut client, av_daily(symbol)).await);
     }
 
@@ -533,6 +544,24 @@ async fn alpha_vantage_error_shapes_fail_or_retry_the_job_as_documented() {
     assert_eq!(state(&http), JobState::Succeeded, "{http:?}");
     assert_eq!(counts(&http), (29, 0, 0, 0), "{http:?}");
     assert_eq!(server.queries_for("HTTP").len(), 2, "one retry");
+
+    // Rate-limit "Information" (requests per second), then the series: retried, succeeds.
+    let info = finished(&mut client, &ids["INFO"]).await;
+    assert_eq!(state(&info), JobState::Succeeded, "{info:?}");
+    assert_eq!(counts(&info), (29, 0, 0, 0), "{info:?}");
+    assert_eq!(server.queries_for("INFO").len(), 2, "one retry");
+
+    // Premium-endpoint "Information": permanent.
+    let prem = finished(&mut client, &ids["PREM"]).await;
+    assert_eq!(state(&prem), JobState::Failed, "{prem:?}");
+    assert!(prem.error.contains("premium endpoint"), "{prem:?}");
+    assert_eq!(server.queries_for("PREM").len(), 1, "not retried");
+
+    // Meta data but no time series: permanent.
+    let nosr = finished(&mut client, &ids["NOSR"]).await;
+    assert_eq!(state(&nosr), JobState::Failed, "{nosr:?}");
+    assert!(nosr.error.contains("no time series"), "{nosr:?}");
+    assert_eq!(server.queries_for("NOSR").len(), 1, "not retried");
 
     // Malformed JSON: permanent.
     let malf = finished(&mut client, &ids["MALF"]).await;
@@ -567,6 +596,9 @@ async fn alpha_vantage_error_shapes_fail_or_retry_the_job_as_documented() {
         ("HTTP", 29),
         ("MALF", 0),
         ("TRNC", 29),
+        ("INFO", 29),
+        ("PREM", 0),
+        ("NOSR", 0),
     ] {
         let rows = stored(&service, symbol, Interval::D1).await;
         assert_eq!(rows.len(), n, "{symbol} rows");
