@@ -1,20 +1,44 @@
-//! The model registry proxy: the MLflow Model Registry behind a typed gRPC API.
+//! The model registry proxy: the one door to the MLflow Model Registry (or the embedded
+//! local registry).
 //!
-//! Owns the artifact cache and the promotion audit log; consumes the MLflow REST API;
-//! produces model events; serves `stockcast.registry.v1.ModelRegistryService`.
+//! - **Owns** the artifact cache (a bounded directory) and the append-only audit log of
+//!   alias changes (its PostgreSQL schema, or SQLite embedded).
+//! - **Consumes** the MLflow REST API 2.0 and its proxied artifact API, or a local directory.
+//! - **Produces** `stockcast.events.v1.ModelEvent` on `stockcast.registry.model-events.v1`
+//!   (key = model name) for every alias change, made here or detected by polling.
+//! - **Serves** `stockcast.registry.v1.ModelRegistryService`.
 //!
-//! Until its own issue lands, the service runs the shared runtime (health, reflection,
-//! metrics, shutdown) and answers its RPCs with UNIMPLEMENTED.
+//! See `docs/model-registry.md` for URIs, contract tags, promotion and failure behaviour.
+
+pub mod audit;
+pub mod cache;
+pub mod changes;
+pub mod error;
+mod grpc;
+mod metrics;
+pub mod onnx;
+pub mod proxy;
+pub mod registry;
+pub mod settings;
+pub mod uri;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use stockcast_proto::stockcast::registry::v1::model_registry_service_server::{
-    ModelRegistryService, ModelRegistryServiceServer,
-};
+use stockcast_bus::EventBus;
+use stockcast_proto::stockcast::registry::v1::model_registry_service_server::ModelRegistryServiceServer;
 use stockcast_runtime::cli::ServiceArgs;
-use stockcast_runtime::grpc::ServeError;
-use stockcast_runtime::{BasicSettings, GrpcServer, Shutdown};
+use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
+
+use crate::audit::{AuditStore, PostgresAudit, SqliteAudit};
+use crate::cache::ArtifactCache;
+pub use crate::grpc::{ACTOR_HEADER, version_to_proto};
+pub use crate::proxy::Proxy;
+use crate::registry::{LocalRegistry, MlflowRegistry, Registry};
+use crate::settings::RegistryKind;
+pub use crate::settings::Settings;
 
 /// Service name: config prefix `STOCKCAST_MODEL_REGISTRY_PROXY__`, metrics label, health.
 pub const SERVICE: &str = "model-registry-proxy";
@@ -25,30 +49,180 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("server.metrics_addr", "127.0.0.1:9104"),
 ];
 
-/// The service's settings.
-pub type Settings = BasicSettings;
+/// What the service runs on.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// The registry behind the proxy.
+    pub registry: Arc<dyn Registry>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
+    /// The event bus.
+    pub bus: Arc<dyn EventBus>,
+}
 
-#[derive(Debug, Clone, Copy)]
-struct Api;
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The audit database could not be opened or migrated.
+    #[error("audit storage: {0}")]
+    Audit(#[from] audit::AuditError),
+    /// The registry client could not be built.
+    #[error("registry: {0}")]
+    Registry(#[from] registry::RegistryError),
+    /// The artifact cache could not be opened.
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+    /// The bus could not be set up.
+    #[error("event bus: {0}")]
+    Bus(#[from] stockcast_bus::BusError),
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] stockcast_runtime::grpc::ServeError),
+}
 
-#[tonic::async_trait]
-impl ModelRegistryService for Api {}
+impl Deps {
+    /// Builds the dependencies named by `settings`: the registry, the audit store
+    /// (migrated), the bus.
+    pub async fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+        let registry: Arc<dyn Registry> = match settings.registry.kind {
+            RegistryKind::Local => {
+                Arc::new(LocalRegistry::open(&settings.registry.local_dir).await?)
+            }
+            RegistryKind::Mlflow => Arc::new(MlflowRegistry::new(&settings.registry.mlflow)?),
+        };
+        let url = settings.storage.url.expose();
+        let audit: Arc<dyn AuditStore> = if url.starts_with("sqlite:") {
+            Arc::new(SqliteAudit::open(url).await?)
+        } else {
+            let store = PostgresAudit::connect_lazy(
+                url,
+                &settings.storage.schema,
+                settings.storage.max_connections,
+                Duration::from_millis(settings.storage.acquire_timeout_ms),
+            )?;
+            retry(
+                "migrating the audit schema",
+                || store.migrate(),
+                |e| matches!(e, audit::AuditError::Unavailable(_)),
+            )
+            .await?;
+            Arc::new(store)
+        };
+        Ok(Self {
+            registry,
+            audit,
+            bus: settings.bus.connect()?,
+        })
+    }
+}
 
-/// Serves the service on `listener` until `shutdown` fires, then drains.
+/// Retries `op` while `transient` says its error may pass (dependencies start in any order).
+async fn retry<T, E: std::fmt::Display, F, Fut>(
+    what: &str,
+    mut op: F,
+    transient: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut wait = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(error) if attempt < 10 && transient(&error) => {
+                tracing::warn!(attempt, %error, "{what}: not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Serves the proxy on `listener` until `shutdown` fires, polling the registry for alias
+/// changes meanwhile; then drains calls and returns.
 pub async fn serve(
     listener: TcpListener,
     settings: Settings,
+    deps: Deps,
     shutdown: Shutdown,
-) -> Result<(), ServeError> {
+) -> Result<(), StartError> {
+    let topic = settings.topics.model_events.clone();
+    let partitions = settings.topics.partitions;
+    retry(
+        "creating the model-events topic",
+        || deps.bus.ensure_topic(&topic, partitions),
+        |_| true,
+    )
+    .await?;
+    let cache = ArtifactCache::open(&settings.cache.dir, settings.cache.max_bytes).await?;
+    let proxy = Arc::new(Proxy::new(
+        deps.registry.clone(),
+        deps.audit.clone(),
+        cache,
+        deps.bus.clone(),
+        &topic,
+        Duration::from_millis(settings.cache.resolution_ttl_ms),
+    ));
+    let poller_shutdown = Shutdown::new();
+    let poller = (settings.poll.interval_ms > 0).then(|| {
+        tokio::spawn(poll(
+            proxy.clone(),
+            Duration::from_millis(settings.poll.interval_ms),
+            poller_shutdown.clone(),
+        ))
+    });
+    let api = grpc::Api {
+        proxy,
+        max_message_bytes: settings.server.max_message_bytes,
+    };
     let limit = settings.server.max_message_bytes;
-    GrpcServer::new(SERVICE, &settings.server)
+    let (audit, bus) = (deps.audit.clone(), deps.bus.clone());
+    let result = GrpcServer::new(SERVICE, &settings.server)
         .add_service(
-            ModelRegistryServiceServer::new(Api)
+            ModelRegistryServiceServer::new(api)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )
+        // The registry is not a readiness check: when it is down the proxy still serves
+        // what it has cached, which is the point of it.
+        .readiness_check("database", move || {
+            let audit = audit.clone();
+            async move { audit.ping().await.map_err(|e| e.to_string()) }
+        })
+        .readiness_check("event-bus", move || {
+            let bus = bus.clone();
+            async move { bus.ping().await.map_err(|e| e.to_string()) }
+        })
         .serve(listener, shutdown)
-        .await
+        .await;
+    poller_shutdown.trigger();
+    if let Some(poller) = poller {
+        let _ = poller.await;
+    }
+    result.map_err(StartError::from)
+}
+
+/// Polls the registry every `interval` until `shutdown`.
+async fn poll(proxy: Arc<Proxy>, interval: Duration, shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = ticks.tick() => {}
+        }
+        match proxy.poll_once().await {
+            Ok(0) => {}
+            Ok(changes) => tracing::info!(changes, "alias changes detected in the registry"),
+            Err(error) => {
+                crate::metrics::poll_failed();
+                tracing::warn!(%error, "polling the registry failed");
+            }
+        }
+    }
 }
 
 /// Runs the service as a process with `args`.
@@ -57,7 +231,10 @@ pub async fn run(args: ServiceArgs) -> ExitCode {
         SERVICE,
         DEFAULTS,
         &args,
-        |settings, listener, shutdown| serve(listener, settings, shutdown),
+        |settings, listener, shutdown| async move {
+            let deps = Deps::from_settings(&settings).await?;
+            serve(listener, settings, deps, shutdown).await
+        },
     )
     .await
 }

@@ -1,0 +1,318 @@
+//! Alias changes: made through the proxy (checked, applied in the registry, audited) or
+//! detected by polling the registry; each one is recorded once, in order, then published
+//! as a model event (through an outbox cursor, so a failed publish is retried) and sent to
+//! watchers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+use stockcast_proto::stockcast::events::v1 as events;
+use tokio::sync::broadcast;
+
+use crate::audit::{AuditEntry, AuditFilter, Change, ChangeKind, KnownAliases, Origin};
+use crate::error::Error;
+use crate::proxy::Proxy;
+use crate::registry::RegistryError;
+use crate::uri::{validate_alias, validate_name};
+
+/// Actor of changes detected in the registry.
+pub const DETECTED_ACTOR: &str = "mlflow";
+
+/// A recorded change, as sent to watchers and published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The audit entry.
+    pub entry: AuditEntry,
+    /// SHA-256 of the ONNX bytes of `to_version`, when known.
+    pub sha256: String,
+}
+
+/// The current aliases of the watched models and the changes that follow.
+#[derive(Debug)]
+pub struct Watch {
+    /// (model, alias, version), ordered by model then alias.
+    pub snapshot: Vec<(String, String, i64)>,
+    /// When the snapshot was taken, ms since epoch.
+    pub as_of_ms: i64,
+    /// Changes after the snapshot.
+    pub changes: broadcast::Receiver<Event>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn check(name: &str, alias: &str, reason: &str) -> Result<(), Error> {
+    validate_name(name).map_err(|e| Error::InvalidArgument(format!("name: {e}")))?;
+    validate_alias(alias).map_err(|e| Error::InvalidArgument(format!("alias: {e}")))?;
+    if reason.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "reason is empty: say why the alias changes (it is recorded in the audit log)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+impl Proxy {
+    /// Points `alias` of `name` at `version` for `actor`; with `expected`, only if the alias
+    /// points at that version now (0: does not exist).
+    pub async fn set_alias(
+        &self,
+        actor: &str,
+        name: &str,
+        alias: &str,
+        version: i64,
+        reason: &str,
+        expected: Option<i64>,
+    ) -> Result<AuditEntry, Error> {
+        check(name, alias, reason)?;
+        if version < 1 {
+            return Err(Error::InvalidArgument(format!(
+                "version {version} must be >= 1"
+            )));
+        }
+        let _guard = self.change_lock.lock().await;
+        let model = self.registry.get_model(name).await?;
+        let current = model.aliases.get(alias).copied().unwrap_or(0);
+        if let Some(expected) = expected
+            && expected != current
+        {
+            return Err(Error::FailedPrecondition(match current {
+                0 => format!(
+                    "alias {alias:?} of {name:?} does not exist, expected version {expected}"
+                ),
+                _ => format!(
+                    "alias {alias:?} of {name:?} points at version {current}, expected {}",
+                    if expected == 0 {
+                        "no alias".to_owned()
+                    } else {
+                        format!("version {expected}")
+                    }
+                ),
+            }));
+        }
+        self.registry.get_version(name, version).await?;
+        self.registry.set_alias(name, alias, version).await?;
+        let change = Change {
+            occurred_at_ms: now_ms(),
+            actor: actor.to_owned(),
+            kind: ChangeKind::AliasSet,
+            model: name.to_owned(),
+            alias: alias.to_owned(),
+            from_version: current,
+            to_version: version,
+            reason: reason.trim().to_owned(),
+            origin: Origin::Api,
+        };
+        self.record(change).await
+    }
+
+    /// Deletes `alias` of `name` for `actor`.
+    pub async fn delete_alias(
+        &self,
+        actor: &str,
+        name: &str,
+        alias: &str,
+        reason: &str,
+    ) -> Result<AuditEntry, Error> {
+        check(name, alias, reason)?;
+        let _guard = self.change_lock.lock().await;
+        let model = self.registry.get_model(name).await?;
+        let Some(current) = model.aliases.get(alias).copied() else {
+            return Err(Error::Registry(RegistryError::NotFound(format!(
+                "model {name:?} has no alias {alias:?}"
+            ))));
+        };
+        self.registry.delete_alias(name, alias).await?;
+        let change = Change {
+            occurred_at_ms: now_ms(),
+            actor: actor.to_owned(),
+            kind: ChangeKind::AliasDeleted,
+            model: name.to_owned(),
+            alias: alias.to_owned(),
+            from_version: current,
+            to_version: 0,
+            reason: reason.trim().to_owned(),
+            origin: Origin::Api,
+        };
+        self.record(change).await
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, Error> {
+        Ok(self.audit.list(filter).await?)
+    }
+
+    /// Records `change` (caller holds the change lock), tells watchers, publishes.
+    async fn record(&self, change: Change) -> Result<AuditEntry, Error> {
+        let entry = self.audit.record(&change).await?;
+        self.forget(&change.model);
+        crate::metrics::alias_changed(change.origin.as_str());
+        tracing::info!(
+            model = %change.model, alias = %change.alias, from = change.from_version,
+            to = change.to_version, actor = %change.actor, origin = change.origin.as_str(),
+            audit_id = entry.id, "alias changed"
+        );
+        let _ = self.watchers.send(Event {
+            sha256: self.known_sha256(&change.model, change.to_version),
+            entry: entry.clone(),
+        });
+        if let Err(error) = self.publish_pending().await {
+            // Recorded: the next change or poll publishes it.
+            tracing::warn!(%error, audit_id = entry.id, "model event not published yet");
+        }
+        Ok(entry)
+    }
+
+    fn known_sha256(&self, model: &str, version: i64) -> String {
+        if version < 1 {
+            return String::new();
+        }
+        self.cache
+            .get(model, version)
+            .map(|c| c.sha256)
+            .unwrap_or_default()
+    }
+
+    /// Publishes every recorded change not yet published, in order.
+    pub async fn publish_pending(&self) -> Result<usize, Error> {
+        let _guard = self.publish_lock.lock().await;
+        let mut published = 0;
+        loop {
+            let pending = self.audit.unpublished(100).await?;
+            let Some(last) = pending.last().map(|e| e.id) else {
+                return Ok(published);
+            };
+            for entry in &pending {
+                let event = Event {
+                    sha256: self.known_sha256(&entry.change.model, entry.change.to_version),
+                    entry: entry.clone(),
+                };
+                let record = stockcast_bus::Record::proto(
+                    entry.change.model.clone().into_bytes(),
+                    &to_proto(&event),
+                );
+                self.bus.publish(&self.topic, record).await?;
+                published += 1;
+            }
+            self.audit.mark_published(last).await?;
+        }
+    }
+
+    /// Compares the registry's aliases with the recorded ones and records every difference
+    /// as a detected change. Returns how many.
+    pub async fn poll_once(&self) -> Result<usize, Error> {
+        let mut current: KnownAliases = BTreeMap::new();
+        let mut token = String::new();
+        loop {
+            let page = self.registry.list_models("", 1000, &token).await?;
+            for model in page.items {
+                for (alias, version) in model.aliases {
+                    current.insert((model.name.clone(), alias), version);
+                }
+            }
+            if page.next_token.is_empty() {
+                break;
+            }
+            token = page.next_token;
+        }
+        let _guard = self.change_lock.lock().await;
+        let known = self.audit.known_aliases().await?;
+        let keys: BTreeSet<_> = current.keys().chain(known.keys()).cloned().collect();
+        let mut changes = 0;
+        for key in keys {
+            let (before, after) = (
+                known.get(&key).copied().unwrap_or(0),
+                current.get(&key).copied().unwrap_or(0),
+            );
+            if before == after {
+                continue;
+            }
+            let (model, alias) = key;
+            let change = Change {
+                occurred_at_ms: now_ms(),
+                actor: DETECTED_ACTOR.to_owned(),
+                kind: if after == 0 {
+                    ChangeKind::AliasDeleted
+                } else {
+                    ChangeKind::AliasSet
+                },
+                model,
+                alias,
+                from_version: before,
+                to_version: after,
+                reason: String::new(),
+                origin: Origin::Poll,
+            };
+            self.record(change).await?;
+            changes += 1;
+        }
+        if changes == 0 {
+            // Retry what an earlier publish could not send.
+            self.publish_pending().await?;
+        }
+        Ok(changes)
+    }
+
+    /// Watches the aliases of `models` (every model when empty).
+    pub async fn watch(&self, models: &BTreeSet<String>) -> Result<Watch, Error> {
+        let changes = self.watchers.subscribe();
+        let known = self.audit.known_aliases().await?;
+        Ok(Watch {
+            snapshot: known
+                .into_iter()
+                .filter(|((model, _), _)| models.is_empty() || models.contains(model))
+                .map(|((model, alias), version)| (model, alias, version))
+                .collect(),
+            as_of_ms: now_ms(),
+            changes,
+        })
+    }
+}
+
+/// The model event of `event`. Its id is derived from the audit entry, so a republished
+/// event keeps its id and consumers can drop the duplicate.
+pub fn to_proto(event: &Event) -> events::ModelEvent {
+    let change = &event.entry.change;
+    let digest = Sha256::digest(
+        format!(
+            "stockcast.registry/{}/{}/{}/{}",
+            event.entry.id, change.occurred_at_ms, change.model, change.alias
+        )
+        .as_bytes(),
+    );
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let event_id = uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string();
+    events::ModelEvent {
+        event_id,
+        kind: match change.kind {
+            ChangeKind::AliasSet => events::ModelEventKind::AliasSet,
+            ChangeKind::AliasDeleted => events::ModelEventKind::AliasDeleted,
+        } as i32,
+        model_name: change.model.clone(),
+        alias: change.alias.clone(),
+        from_version: change.from_version,
+        to_version: change.to_version,
+        actor: change.actor.clone(),
+        reason: change.reason.clone(),
+        occurred_at: Some(timestamp(change.occurred_at_ms)),
+        sha256: event.sha256.clone(),
+        origin: match change.origin {
+            Origin::Api => events::ChangeOrigin::Api,
+            Origin::Poll => events::ChangeOrigin::MlflowPoll,
+        } as i32,
+        audit_id: event.entry.id,
+    }
+}
+
+/// A protobuf timestamp of `ms` since epoch.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}

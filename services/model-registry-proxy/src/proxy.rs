@@ -1,0 +1,346 @@
+//! The proxy's domain: resolve URIs to verified versions, hand out cached artifacts, list,
+//! and (in `changes.rs`) change aliases with audit and events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stockcast_bus::EventBus;
+use tokio::sync::broadcast;
+
+use crate::audit::AuditStore;
+use crate::cache::{ArtifactCache, CacheError, Cached};
+use crate::error::Error;
+use crate::onnx::{self, Contract, TAG_SHA256};
+use crate::registry::{ArtifactFormat, ModelInfo, Page, Registry, RegistryError, VersionInfo};
+use crate::uri::{ModelUri, Selector};
+
+/// A version with what the proxy verified about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionView {
+    /// As the registry describes it.
+    pub info: VersionInfo,
+    /// The input contract; `None` when the model declares none.
+    pub contract: Option<Contract>,
+    /// Lower-case hex SHA-256 of the ONNX bytes; empty when not known.
+    pub sha256: String,
+    /// Size of the ONNX bytes; 0 when not known.
+    pub size: u64,
+    /// Artifact layout, when known.
+    pub format: Option<ArtifactFormat>,
+}
+
+/// A resolved URI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    /// The version.
+    pub view: VersionView,
+    /// When the registry was unreachable: when the cached answer was obtained (ms since epoch).
+    pub cached_at_ms: Option<i64>,
+}
+
+/// An artifact ready to stream.
+#[derive(Debug)]
+pub struct Fetch {
+    /// The version.
+    pub resolution: Resolution,
+    /// The verified bytes' description.
+    pub artifact: Cached,
+    /// Where the bytes are.
+    pub path: PathBuf,
+    /// The file is private to this fetch (too large for the cache): remove it after.
+    pub temporary: bool,
+}
+
+/// (model, version, sha256).
+type ArtifactKey = (String, i64, String);
+
+#[derive(Debug, Clone)]
+struct Remembered {
+    view: VersionView,
+    at: Instant,
+    at_ms: i64,
+}
+
+/// The proxy's domain.
+#[derive(Debug)]
+pub struct Proxy {
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) audit: Arc<dyn AuditStore>,
+    pub(crate) cache: ArtifactCache,
+    pub(crate) bus: Arc<dyn EventBus>,
+    pub(crate) topic: String,
+    ttl: Duration,
+    resolutions: Mutex<HashMap<ModelUri, Remembered>>,
+    /// ONNX `metadata_props` of cached artifacts, by (model, version, sha256).
+    metadata: Mutex<HashMap<ArtifactKey, BTreeMap<String, String>>>,
+    /// Serializes alias changes and polls, so that a change is recorded once.
+    pub(crate) change_lock: tokio::sync::Mutex<()>,
+    /// Serializes publishing of the outbox.
+    pub(crate) publish_lock: tokio::sync::Mutex<()>,
+    pub(crate) watchers: broadcast::Sender<crate::changes::Event>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Proxy {
+    /// A proxy over `registry`, recording in `audit`, caching in `cache`, publishing model
+    /// events on `topic` of `bus`, reusing resolutions for `ttl`.
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        audit: Arc<dyn AuditStore>,
+        cache: ArtifactCache,
+        bus: Arc<dyn EventBus>,
+        topic: &str,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            registry,
+            audit,
+            cache,
+            bus,
+            topic: topic.to_owned(),
+            ttl,
+            resolutions: Mutex::default(),
+            metadata: Mutex::default(),
+            change_lock: tokio::sync::Mutex::new(()),
+            publish_lock: tokio::sync::Mutex::new(()),
+            watchers: broadcast::channel(1024).0,
+        }
+    }
+
+    /// The registry behind the proxy.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+
+    /// Resolves `uri`: from the short-TTL cache, else the registry (downloading and
+    /// verifying the artifact once), else, when the registry is unreachable, the last answer.
+    pub async fn resolve(&self, uri: &ModelUri) -> Result<Resolution, Error> {
+        if let Some(fresh) = lock(&self.resolutions)
+            .get(uri)
+            .filter(|r| r.at.elapsed() < self.ttl)
+        {
+            crate::metrics::resolved("ttl_cache");
+            return Ok(Resolution {
+                view: fresh.view.clone(),
+                cached_at_ms: None,
+            });
+        }
+        let looked_up = async {
+            let info = self.lookup(uri).await?;
+            self.verify(info).await
+        }
+        .await;
+        match looked_up {
+            Ok(view) => {
+                lock(&self.resolutions).insert(
+                    uri.clone(),
+                    Remembered {
+                        view: view.clone(),
+                        at: Instant::now(),
+                        at_ms: chrono::Utc::now().timestamp_millis(),
+                    },
+                );
+                crate::metrics::resolved("registry");
+                Ok(Resolution {
+                    view,
+                    cached_at_ms: None,
+                })
+            }
+            Err(error) if unavailable(&error) => {
+                let stale = lock(&self.resolutions).get(uri).cloned();
+                match stale {
+                    Some(stale) => {
+                        tracing::warn!(uri = %uri, %error, "registry unreachable; serving the cached resolution");
+                        crate::metrics::resolved("stale_cache");
+                        Ok(Resolution {
+                            view: stale.view,
+                            cached_at_ms: Some(stale.at_ms),
+                        })
+                    }
+                    None => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Resolves `uri` and opens its verified artifact.
+    pub async fn fetch(&self, uri: &ModelUri) -> Result<Fetch, Error> {
+        let resolution = self.resolve(uri).await?;
+        let (artifact, path, temporary) = self.artifact(&resolution.view.info).await?;
+        Ok(Fetch {
+            resolution,
+            artifact,
+            path,
+            temporary,
+        })
+    }
+
+    /// Forgets every resolution of `model` (its aliases changed).
+    pub(crate) fn forget(&self, model: &str) {
+        lock(&self.resolutions).retain(|uri, _| uri.name != model);
+    }
+
+    async fn lookup(&self, uri: &ModelUri) -> Result<VersionInfo, RegistryError> {
+        match &uri.selector {
+            Selector::Version(v) => self.registry.get_version(&uri.name, *v).await,
+            Selector::Alias(a) => self.registry.version_by_alias(&uri.name, a).await,
+            Selector::Latest => self.registry.latest_version(&uri.name, None).await,
+            Selector::Stage(s) => self.registry.latest_version(&uri.name, Some(s)).await,
+        }
+    }
+
+    /// The cached artifact of `info`, downloading (and verifying against the `sha256` tag)
+    /// when missing. Returns its path and whether that path is private to the caller.
+    async fn artifact(&self, info: &VersionInfo) -> Result<(Cached, PathBuf, bool), Error> {
+        let expected = info
+            .tags
+            .get(TAG_SHA256)
+            .map(|s| s.trim().to_ascii_lowercase());
+        if let Some(cached) = self.cache.get(&info.name, info.version) {
+            match &expected {
+                Some(tag) if *tag != cached.sha256 => {
+                    // The tag changed after the download: trust neither until re-verified.
+                    self.cache.remove(&info.name, info.version).await;
+                }
+                _ => {
+                    let path = self.cache.path(&cached);
+                    return Ok((cached, path, false));
+                }
+            }
+        }
+        let artifact = self.registry.open_artifact(info).await?;
+        match self
+            .cache
+            .store(&info.name, info.version, artifact, expected.as_deref())
+            .await
+        {
+            Ok((cached, path)) => {
+                let temporary = path != self.cache.path(&cached);
+                Ok((cached, path, temporary))
+            }
+            Err(error @ CacheError::ChecksumMismatch { .. }) => {
+                crate::metrics::checksum_mismatch();
+                Err(error.into())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Downloads and verifies the artifact of `info` if needed, and reads its contract.
+    async fn verify(&self, info: VersionInfo) -> Result<VersionView, Error> {
+        let (cached, path, temporary) = self.artifact(&info).await?;
+        let key = (info.name.clone(), info.version, cached.sha256.clone());
+        let known = lock(&self.metadata).get(&key).cloned();
+        let props = match known {
+            Some(props) => props,
+            None => {
+                let read = tokio::fs::read(&path).await;
+                if temporary {
+                    let _ = tokio::fs::remove_file(&path).await;
+                }
+                let bytes = read.map_err(|e| CacheError::Disk {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })?;
+                let props = tokio::task::spawn_blocking(move || onnx::metadata_props(&bytes))
+                    .await
+                    .map_err(|e| Error::FailedPrecondition(format!("reading ONNX: {e}")))?
+                    .map_err(|e| {
+                        Error::FailedPrecondition(format!(
+                            "models:/{}/{}: {e}",
+                            info.name, info.version
+                        ))
+                    })?;
+                lock(&self.metadata).insert(key, props.clone());
+                props
+            }
+        };
+        let contract = onnx::contract_of(Some(&props), &info.tags).map_err(|e| {
+            Error::FailedPrecondition(format!(
+                "models:/{}/{} declares an unusable contract: {e}",
+                info.name, info.version
+            ))
+        })?;
+        Ok(VersionView {
+            info,
+            contract,
+            sha256: cached.sha256,
+            size: cached.size,
+            format: Some(cached.format),
+        })
+    }
+
+    /// What is known about `info` without downloading: tags, and the cache.
+    pub fn view_of(&self, info: VersionInfo) -> VersionView {
+        let cached = self.cache.get(&info.name, info.version);
+        let props = cached.as_ref().and_then(|c| {
+            lock(&self.metadata)
+                .get(&(info.name.clone(), info.version, c.sha256.clone()))
+                .cloned()
+        });
+        let contract = onnx::contract_of(props.as_ref(), &info.tags).unwrap_or_else(|error| {
+            tracing::debug!(model = %info.name, version = info.version, error, "unusable contract");
+            None
+        });
+        let sha256 = cached
+            .as_ref()
+            .map(|c| c.sha256.clone())
+            .or_else(|| {
+                info.tags
+                    .get(TAG_SHA256)
+                    .map(|s| s.trim().to_ascii_lowercase())
+            })
+            .unwrap_or_default();
+        VersionView {
+            contract,
+            sha256,
+            size: cached.as_ref().map_or(0, |c| c.size),
+            format: cached.map(|c| c.format),
+            info,
+        }
+    }
+
+    /// Models whose names start with `prefix`.
+    pub async fn list_models(
+        &self,
+        prefix: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<Page<ModelInfo>, Error> {
+        Ok(self
+            .registry
+            .list_models(prefix, page_size, page_token)
+            .await?)
+    }
+
+    /// Versions of `name`, newest first.
+    pub async fn list_versions(
+        &self,
+        name: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<Page<VersionView>, Error> {
+        let page = self
+            .registry
+            .list_versions(name, page_size, page_token)
+            .await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|v| self.view_of(v)).collect(),
+            next_token: page.next_token,
+        })
+    }
+}
+
+fn unavailable(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Registry(RegistryError::Unavailable(_))
+            | Error::Cache(CacheError::Registry(RegistryError::Unavailable(_)))
+    )
+}

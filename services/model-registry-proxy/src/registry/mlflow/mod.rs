@@ -1,0 +1,715 @@
+//! The MLflow Model Registry over its REST API 2.0, with artifacts through the tracking
+//! server's proxied artifact API (`--serve-artifacts`).
+
+mod http;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::Method;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use stockcast_runtime::Secret;
+
+use self::http::{Http, Idempotent};
+use super::{
+    Artifact, ArtifactFormat, ModelInfo, NewVersion, Page, Registry, RegistryError, VersionInfo,
+    mlmodel_for, onnx_file_of_mlmodel,
+};
+
+/// The `[registry.mlflow]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlflowSettings {
+    /// Tracking server URL, e.g. `http://mlflow:5000`.
+    pub tracking_uri: String,
+    /// Bearer token (`MLFLOW_TRACKING_TOKEN`), empty for none.
+    pub token: Secret,
+    /// Deadline of a REST call, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Deadline of a TCP connect, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Deadline of one artifact download or upload, milliseconds.
+    pub artifact_timeout_ms: u64,
+    /// Retries of an idempotent call after a transient failure.
+    pub retries: u32,
+    /// First retry delay, doubled each retry and jittered ±50 %, milliseconds.
+    pub retry_backoff_ms: u64,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the open breaker refuses calls before a trial, milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// Experiment whose runs hold the artifacts of versions registered through the proxy.
+    pub experiment_id: String,
+}
+
+impl Default for MlflowSettings {
+    fn default() -> Self {
+        Self {
+            tracking_uri: "http://127.0.0.1:5000".to_owned(),
+            token: Secret::new(""),
+            request_timeout_ms: 5_000,
+            connect_timeout_ms: 1_000,
+            artifact_timeout_ms: 300_000,
+            retries: 2,
+            retry_backoff_ms: 100,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 5_000,
+            experiment_id: "0".to_owned(),
+        }
+    }
+}
+
+/// The MLflow registry.
+#[derive(Debug)]
+pub struct MlflowRegistry {
+    http: Http,
+    experiment_id: String,
+}
+
+impl MlflowRegistry {
+    /// A client of the tracking server in `settings` (no connection is made yet).
+    pub fn new(settings: &MlflowSettings) -> Result<Self, RegistryError> {
+        Ok(Self {
+            http: Http::new(settings)?,
+            experiment_id: settings.experiment_id.clone(),
+        })
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, RegistryError> {
+        self.http
+            .json(Method::GET, path, query, None, Idempotent::Yes)
+            .await
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        idempotent: Idempotent,
+    ) -> Result<T, RegistryError> {
+        self.http
+            .json(Method::POST, path, &[], Some(&body), idempotent)
+            .await
+    }
+
+    /// The proxied-artifact path of an artifact URI (`mlflow-artifacts:/p`,
+    /// `mlflow-artifacts://host:port/p`), resolved against the tracking URI.
+    fn artifact_path(uri: &str) -> Result<String, RegistryError> {
+        let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "artifact uri {uri:?} is not served by the tracking server: run MLflow with \
+                 --serve-artifacts so that artifacts are mlflow-artifacts: URIs"
+            )));
+        };
+        let path = match rest.strip_prefix("//") {
+            Some(authority_and_path) => authority_and_path
+                .split_once('/')
+                .map_or("", |(_, path)| path),
+            None => rest,
+        };
+        Ok(path.trim_matches('/').to_owned())
+    }
+
+    async fn list_dir(&self, path: &str) -> Result<Vec<FileJson>, RegistryError> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Listing {
+            files: Vec<FileJson>,
+        }
+        let listing: Listing = self
+            .get("api/2.0/mlflow-artifacts/artifacts", &[("path", path)])
+            .await?;
+        Ok(listing.files)
+    }
+
+    async fn download_text(&self, path: &str) -> Result<String, RegistryError> {
+        let response = self.http.download(path).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RegistryError::Unavailable(format!("reading {path}: {e}")))?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| RegistryError::FailedPrecondition(format!("{path} is not UTF-8 text")))
+    }
+
+    async fn stream(&self, path: &str, format: ArtifactFormat) -> Result<Artifact, RegistryError> {
+        let response = self.http.download(path).await?;
+        let size_hint = response.content_length();
+        let owned = path.to_owned();
+        let body = futures::stream::unfold(Some(response), move |state| {
+            let path = owned.clone();
+            async move {
+                let mut response = state?;
+                match response.chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                    Ok(None) => None,
+                    Err(e) => Some((
+                        Err(RegistryError::Unavailable(format!(
+                            "downloading {path}: {e}"
+                        ))),
+                        None,
+                    )),
+                }
+            }
+        });
+        Ok(Artifact {
+            format,
+            size_hint,
+            body: Box::pin(body),
+        })
+    }
+}
+
+#[async_trait]
+impl Registry for MlflowRegistry {
+    fn kind(&self) -> &'static str {
+        "mlflow"
+    }
+
+    async fn ping(&self) -> Result<(), RegistryError> {
+        let _: serde_json::Value = self
+            .get(
+                "api/2.0/mlflow/registered-models/search",
+                &[("max_results", "1")],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn create_model(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<ModelInfo, RegistryError> {
+        let answer: RegisteredModelAnswer = self
+            .post(
+                "api/2.0/mlflow/registered-models/create",
+                json!({"name": name, "description": description}),
+                Idempotent::No,
+            )
+            .await?;
+        Ok(answer.registered_model.into())
+    }
+
+    async fn get_model(&self, name: &str) -> Result<ModelInfo, RegistryError> {
+        let answer: RegisteredModelAnswer = self
+            .get("api/2.0/mlflow/registered-models/get", &[("name", name)])
+            .await?;
+        let mut model: ModelInfo = answer.registered_model.into();
+        if model.latest_version == 0 {
+            // Registries without stages may leave `latest_versions` empty.
+            model.latest_version = match self.latest_version(name, None).await {
+                Ok(v) => v.version,
+                Err(RegistryError::NotFound(_)) => 0,
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(model)
+    }
+
+    async fn list_models(
+        &self,
+        prefix: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<Page<ModelInfo>, RegistryError> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Answer {
+            registered_models: Vec<RegisteredModelJson>,
+            next_page_token: String,
+        }
+        let max = page_size.to_string();
+        // LIKE treats `_` as a wildcard: the answer is filtered again below.
+        let filter = format!("name LIKE '{}%'", prefix.replace('\'', "''"));
+        let mut query = vec![("max_results", max.as_str()), ("order_by", "name ASC")];
+        if !prefix.is_empty() {
+            query.push(("filter", filter.as_str()));
+        }
+        if !page_token.is_empty() {
+            query.push(("page_token", page_token));
+        }
+        let answer: Answer = self
+            .get("api/2.0/mlflow/registered-models/search", &query)
+            .await?;
+        Ok(Page {
+            items: answer
+                .registered_models
+                .into_iter()
+                .filter(|m| m.name.starts_with(prefix))
+                .map(ModelInfo::from)
+                .collect(),
+            next_token: answer.next_page_token,
+        })
+    }
+
+    async fn create_version(
+        &self,
+        name: &str,
+        version: NewVersion,
+    ) -> Result<VersionInfo, RegistryError> {
+        // MLflow accepts an artifact source only inside a run: one run per upload.
+        let run: RunAnswer = self
+            .post(
+                "api/2.0/mlflow/runs/create",
+                json!({
+                    "experiment_id": self.experiment_id,
+                    "run_name": format!("stockcast-register-{name}"),
+                    "start_time": chrono::Utc::now().timestamp_millis(),
+                }),
+                Idempotent::No,
+            )
+            .await?;
+        let info = run.run.info;
+        let root = Self::artifact_path(&info.artifact_uri)?;
+        let source = match version.format {
+            ArtifactFormat::OnnxFile => {
+                self.http
+                    .upload(&format!("{root}/model.onnx"), version.onnx.clone())
+                    .await?;
+                format!("{}/model.onnx", info.artifact_uri)
+            }
+            ArtifactFormat::MlflowOnnx => {
+                self.http
+                    .upload(&format!("{root}/model/model.onnx"), version.onnx.clone())
+                    .await?;
+                self.http
+                    .upload(
+                        &format!("{root}/model/MLmodel"),
+                        Bytes::from(mlmodel_for("model.onnx")),
+                    )
+                    .await?;
+                format!("{}/model", info.artifact_uri)
+            }
+        };
+        let _: serde_json::Value = self
+            .post(
+                "api/2.0/mlflow/runs/update",
+                json!({"run_id": info.run_id, "status": "FINISHED",
+                       "end_time": chrono::Utc::now().timestamp_millis()}),
+                Idempotent::Yes,
+            )
+            .await?;
+        let tags: Vec<_> = version
+            .tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        let answer: ModelVersionAnswer = self
+            .post(
+                "api/2.0/mlflow/model-versions/create",
+                json!({"name": name, "source": source, "run_id": info.run_id,
+                       "tags": tags, "description": version.description}),
+                Idempotent::No,
+            )
+            .await?;
+        answer.model_version.try_into()
+    }
+
+    async fn get_version(&self, name: &str, version: i64) -> Result<VersionInfo, RegistryError> {
+        let v = version.to_string();
+        let answer: ModelVersionAnswer = self
+            .get(
+                "api/2.0/mlflow/model-versions/get",
+                &[("name", name), ("version", &v)],
+            )
+            .await?;
+        answer.model_version.try_into()
+    }
+
+    async fn list_versions(
+        &self,
+        name: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<Page<VersionInfo>, RegistryError> {
+        // A missing model is NOT_FOUND, not an empty list.
+        let _: RegisteredModelAnswer = self
+            .get("api/2.0/mlflow/registered-models/get", &[("name", name)])
+            .await?;
+        let max = page_size.to_string();
+        let filter = format!("name='{}'", name.replace('\'', "''"));
+        let mut query = vec![
+            ("filter", filter.as_str()),
+            ("max_results", max.as_str()),
+            ("order_by", "version_number DESC"),
+        ];
+        if !page_token.is_empty() {
+            query.push(("page_token", page_token));
+        }
+        let answer: VersionsAnswer = self
+            .get("api/2.0/mlflow/model-versions/search", &query)
+            .await?;
+        Ok(Page {
+            items: answer
+                .model_versions
+                .into_iter()
+                .map(VersionInfo::try_from)
+                .collect::<Result<_, _>>()?,
+            next_token: answer.next_page_token,
+        })
+    }
+
+    async fn version_by_alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> Result<VersionInfo, RegistryError> {
+        let answer: ModelVersionAnswer = self
+            .get(
+                "api/2.0/mlflow/registered-models/alias",
+                &[("name", name), ("alias", alias)],
+            )
+            .await?;
+        answer.model_version.try_into()
+    }
+
+    async fn latest_version(
+        &self,
+        name: &str,
+        stage: Option<&str>,
+    ) -> Result<VersionInfo, RegistryError> {
+        let versions: Vec<ModelVersionJson> = match stage {
+            Some(stage) => {
+                let answer: VersionsAnswer = self
+                    .post(
+                        "api/2.0/mlflow/registered-models/get-latest-versions",
+                        json!({"name": name, "stages": [stage]}),
+                        Idempotent::Yes,
+                    )
+                    .await?;
+                answer.model_versions
+            }
+            None => self.list_versions(name, 1, "").await.map(|page| {
+                page.items
+                    .into_iter()
+                    .map(|v| ModelVersionJson {
+                        version: v.version,
+                        ..ModelVersionJson::default()
+                    })
+                    .collect()
+            })?,
+        };
+        let Some(newest) = versions.iter().map(|v| v.version).max() else {
+            return Err(RegistryError::NotFound(match stage {
+                Some(stage) => format!("model {name:?} has no version in stage {stage}"),
+                None => format!("model {name:?} has no versions"),
+            }));
+        };
+        self.get_version(name, newest).await
+    }
+
+    async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<(), RegistryError> {
+        let _: serde_json::Value = self
+            .post(
+                "api/2.0/mlflow/registered-models/alias",
+                json!({"name": name, "alias": alias, "version": version.to_string()}),
+                Idempotent::Yes,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_alias(&self, name: &str, alias: &str) -> Result<(), RegistryError> {
+        let body = json!({"name": name, "alias": alias});
+        let _: serde_json::Value = self
+            .http
+            .json(
+                Method::DELETE,
+                "api/2.0/mlflow/registered-models/alias",
+                &[],
+                Some(&body),
+                Idempotent::Yes,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn set_version_tag(
+        &self,
+        name: &str,
+        version: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<(), RegistryError> {
+        let _: serde_json::Value = self
+            .post(
+                "api/2.0/mlflow/model-versions/set-tag",
+                json!({"name": name, "version": version.to_string(), "key": key, "value": value}),
+                Idempotent::Yes,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn transition_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: &str,
+    ) -> Result<VersionInfo, RegistryError> {
+        let answer: ModelVersionAnswer = self
+            .post(
+                "api/2.0/mlflow/model-versions/transition-stage",
+                json!({"name": name, "version": version.to_string(), "stage": stage,
+                       "archive_existing_versions": false}),
+                Idempotent::Yes,
+            )
+            .await?;
+        answer.model_version.try_into()
+    }
+
+    async fn open_artifact(&self, version: &VersionInfo) -> Result<Artifact, RegistryError> {
+        #[derive(Deserialize)]
+        struct DownloadUri {
+            artifact_uri: String,
+        }
+        let v = version.version.to_string();
+        let uri: DownloadUri = self
+            .get(
+                "api/2.0/mlflow/model-versions/get-download-uri",
+                &[("name", version.name.as_str()), ("version", &v)],
+            )
+            .await?;
+        let path = Self::artifact_path(&uri.artifact_uri)?;
+        if path.ends_with(".onnx") {
+            return self.stream(&path, ArtifactFormat::OnnxFile).await;
+        }
+        let files = self.list_dir(&path).await?;
+        let base = |f: &FileJson| f.path.rsplit('/').next().unwrap_or_default().to_owned();
+        if files.is_empty() {
+            // A single file that does not end in `.onnx`.
+            return self.stream(&path, ArtifactFormat::OnnxFile).await;
+        }
+        if files.iter().any(|f| !f.is_dir && base(f) == "MLmodel") {
+            let mlmodel = self.download_text(&format!("{path}/MLmodel")).await?;
+            let Some(data) = onnx_file_of_mlmodel(&mlmodel) else {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "{}: MLmodel at {} has no onnx flavor",
+                    version_label(version),
+                    uri.artifact_uri
+                )));
+            };
+            return self
+                .stream(&format!("{path}/{data}"), ArtifactFormat::MlflowOnnx)
+                .await;
+        }
+        let onnx: Vec<_> = files
+            .iter()
+            .filter(|f| !f.is_dir && f.path.ends_with(".onnx"))
+            .collect();
+        match onnx.as_slice() {
+            [one] => {
+                self.stream(&format!("{path}/{}", base(one)), ArtifactFormat::OnnxFile)
+                    .await
+            }
+            _ => Err(RegistryError::FailedPrecondition(format!(
+                "{}: artifact {} holds no MLmodel and {} .onnx files (expected one)",
+                version_label(version),
+                uri.artifact_uri,
+                onnx.len()
+            ))),
+        }
+    }
+}
+
+fn version_label(v: &VersionInfo) -> String {
+    format!("models:/{}/{}", v.name, v.version)
+}
+
+// ---------------------------------------------------------------------------
+// MLflow's JSON
+
+/// An integer MLflow sends as a number or a string (versions are strings).
+fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(n),
+        Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TagJson {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AliasJson {
+    alias: String,
+    #[serde(deserialize_with = "int")]
+    version: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RegisteredModelJson {
+    name: String,
+    description: Option<String>,
+    #[serde(deserialize_with = "int")]
+    creation_timestamp: i64,
+    #[serde(deserialize_with = "int")]
+    last_updated_timestamp: i64,
+    latest_versions: Vec<ModelVersionJson>,
+    tags: Vec<TagJson>,
+    aliases: Vec<AliasJson>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ModelVersionJson {
+    name: String,
+    #[serde(deserialize_with = "int")]
+    version: i64,
+    #[serde(deserialize_with = "int")]
+    creation_timestamp: i64,
+    #[serde(deserialize_with = "int")]
+    last_updated_timestamp: i64,
+    description: Option<String>,
+    current_stage: Option<String>,
+    source: String,
+    run_id: Option<String>,
+    tags: Vec<TagJson>,
+    aliases: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RegisteredModelAnswer {
+    registered_model: RegisteredModelJson,
+}
+
+#[derive(Deserialize)]
+struct ModelVersionAnswer {
+    model_version: ModelVersionJson,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct VersionsAnswer {
+    model_versions: Vec<ModelVersionJson>,
+    next_page_token: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FileJson {
+    path: String,
+    is_dir: bool,
+}
+
+#[derive(Deserialize)]
+struct RunAnswer {
+    run: RunJson,
+}
+
+#[derive(Deserialize)]
+struct RunJson {
+    info: RunInfoJson,
+}
+
+#[derive(Deserialize)]
+struct RunInfoJson {
+    run_id: String,
+    artifact_uri: String,
+}
+
+fn tags(tags: Vec<TagJson>) -> BTreeMap<String, String> {
+    tags.into_iter().map(|t| (t.key, t.value)).collect()
+}
+
+impl From<RegisteredModelJson> for ModelInfo {
+    fn from(m: RegisteredModelJson) -> Self {
+        Self {
+            latest_version: m
+                .latest_versions
+                .iter()
+                .map(|v| v.version)
+                .max()
+                .unwrap_or(0),
+            name: m.name,
+            description: m.description.unwrap_or_default(),
+            aliases: m
+                .aliases
+                .into_iter()
+                .map(|a| (a.alias, a.version))
+                .collect(),
+            tags: tags(m.tags),
+            created_at_ms: m.creation_timestamp,
+            updated_at_ms: m.last_updated_timestamp,
+        }
+    }
+}
+
+impl TryFrom<ModelVersionJson> for VersionInfo {
+    type Error = RegistryError;
+
+    fn try_from(v: ModelVersionJson) -> Result<Self, RegistryError> {
+        if v.version < 1 {
+            return Err(RegistryError::Internal(format!(
+                "model {:?}: mlflow sent version {}",
+                v.name, v.version
+            )));
+        }
+        let mut aliases = v.aliases;
+        aliases.sort();
+        Ok(Self {
+            name: v.name,
+            version: v.version,
+            aliases,
+            tags: tags(v.tags),
+            description: v.description.unwrap_or_default(),
+            stage: v.current_stage.unwrap_or_else(|| "None".to_owned()),
+            source: v.source,
+            run_id: v.run_id.unwrap_or_default(),
+            created_at_ms: v.creation_timestamp,
+            updated_at_ms: v.last_updated_timestamp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_uris_resolve_against_the_tracking_server() {
+        assert_eq!(
+            MlflowRegistry::artifact_path("mlflow-artifacts:/0/abc/artifacts/model").ok(),
+            Some("0/abc/artifacts/model".to_owned())
+        );
+        assert_eq!(
+            MlflowRegistry::artifact_path("mlflow-artifacts://mlflow:5000/0/abc/model.onnx").ok(),
+            Some("0/abc/model.onnx".to_owned())
+        );
+        assert!(matches!(
+            MlflowRegistry::artifact_path("s3://bucket/model"),
+            Err(RegistryError::FailedPrecondition(m)) if m.contains("--serve-artifacts")
+        ));
+    }
+
+    #[test]
+    fn versions_arrive_as_strings() {
+        let v: ModelVersionJson = serde_json::from_str(
+            r#"{"name":"m","version":"7","creation_timestamp":1,"tags":[{"key":"a","value":"b"}],"aliases":["z","a"]}"#,
+        )
+        .unwrap_or_default();
+        let info = VersionInfo::try_from(v).unwrap_or_default();
+        assert_eq!(info.version, 7);
+        assert_eq!(info.aliases, vec!["a", "z"]);
+        assert_eq!(info.stage, "None");
+    }
+}

@@ -1,0 +1,244 @@
+//! The model registry proxy's settings.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use stockcast_bus::BusSettings;
+use stockcast_runtime::cli::ServiceSettings;
+use stockcast_runtime::{ConfigError, Secret, ServerSettings, TelemetrySettings};
+
+use crate::registry::MlflowSettings;
+
+/// Everything the proxy reads from configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// How it listens.
+    pub server: ServerSettings,
+    /// Logs and traces.
+    pub telemetry: TelemetrySettings,
+    /// The registry behind the proxy.
+    pub registry: RegistrySettings,
+    /// Where the audit log is stored.
+    pub storage: StorageSettings,
+    /// The event bus.
+    pub bus: BusSettings,
+    /// Topic names.
+    pub topics: TopicSettings,
+    /// Artifact and resolution caches.
+    pub cache: CacheSettings,
+    /// Polling the registry for alias changes made behind the proxy's back.
+    pub poll: PollSettings,
+}
+
+/// Which registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryKind {
+    /// A local directory (embedded default).
+    #[default]
+    Local,
+    /// An MLflow tracking server.
+    Mlflow,
+}
+
+/// The `[registry]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// `local` or `mlflow`.
+    pub kind: RegistryKind,
+    /// Directory of the local registry, used when `kind = "local"`.
+    pub local_dir: PathBuf,
+    /// The MLflow server, used when `kind = "mlflow"`.
+    pub mlflow: MlflowSettings,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            kind: RegistryKind::Local,
+            local_dir: PathBuf::from("stockcast-models"),
+            mlflow: MlflowSettings::default(),
+        }
+    }
+}
+
+/// The `[storage]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// `sqlite::memory:`, `sqlite://file.db`, or `postgres://user:password@host/db`
+    /// (a secret: it may hold a password).
+    pub url: Secret,
+    /// PostgreSQL schema the service owns.
+    pub schema: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// Longest wait for a connection, milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite::memory:"),
+            schema: "registry".to_owned(),
+            max_connections: 4,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The `[topics]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    /// Model events (key = model name).
+    pub model_events: String,
+    /// Partitions when the service creates the topic.
+    pub partitions: i32,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        Self {
+            model_events: "stockcast.registry.model-events.v1".to_owned(),
+            partitions: 3,
+        }
+    }
+}
+
+/// The `[cache]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Directory of the artifact cache.
+    pub dir: PathBuf,
+    /// Largest total size of cached artifacts, bytes; least recently used go first.
+    pub max_bytes: u64,
+    /// How long a resolution (alias → version) is reused without asking the registry,
+    /// milliseconds. When the registry is unreachable, older resolutions are served, marked.
+    pub resolution_ttl_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("stockcast-registry-cache"),
+            max_bytes: 2 * 1024 * 1024 * 1024,
+            resolution_ttl_ms: 5_000,
+        }
+    }
+}
+
+/// The `[poll]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollSettings {
+    /// How often the registry's aliases are compared with the recorded ones, milliseconds;
+    /// 0 turns polling off.
+    pub interval_ms: u64,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            interval_ms: 10_000,
+        }
+    }
+}
+
+impl stockcast_runtime::Settings for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate("server")?;
+        self.telemetry.validate("telemetry")?;
+        let url = self.storage.url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::invalid(
+                "storage.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if !crate::audit::valid_schema(&self.storage.schema) {
+            return Err(ConfigError::invalid(
+                "storage.schema",
+                format!("{:?} must be a lower-case identifier", self.storage.schema),
+            ));
+        }
+        if self.storage.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "storage.max_connections",
+                "must be greater than 0",
+            ));
+        }
+        match self.registry.kind {
+            RegistryKind::Local if self.registry.local_dir.as_os_str().is_empty() => {
+                return Err(ConfigError::invalid("registry.local_dir", "is empty"));
+            }
+            RegistryKind::Mlflow => {
+                let uri = &self.registry.mlflow.tracking_uri;
+                if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                    return Err(ConfigError::invalid(
+                        "registry.mlflow.tracking_uri",
+                        format!("{uri:?} must start with http:// or https://"),
+                    ));
+                }
+                for (key, value) in [
+                    (
+                        "request_timeout_ms",
+                        self.registry.mlflow.request_timeout_ms,
+                    ),
+                    (
+                        "connect_timeout_ms",
+                        self.registry.mlflow.connect_timeout_ms,
+                    ),
+                    (
+                        "artifact_timeout_ms",
+                        self.registry.mlflow.artifact_timeout_ms,
+                    ),
+                ] {
+                    if value == 0 {
+                        return Err(ConfigError::invalid(
+                            format!("registry.mlflow.{key}"),
+                            "must be greater than 0",
+                        ));
+                    }
+                }
+            }
+            RegistryKind::Local => {}
+        }
+        if self.topics.model_events.is_empty() {
+            return Err(ConfigError::invalid("topics.model_events", "is empty"));
+        }
+        if self.topics.partitions < 1 {
+            return Err(ConfigError::invalid(
+                "topics.partitions",
+                "must be at least 1",
+            ));
+        }
+        if self.cache.dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("cache.dir", "is empty"));
+        }
+        if self.cache.max_bytes < 1024 * 1024 {
+            return Err(ConfigError::invalid(
+                "cache.max_bytes",
+                format!("{} is below the minimum of 1 MiB", self.cache.max_bytes),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ServiceSettings for Settings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
