@@ -193,9 +193,25 @@ fn serve(
         Service::Inference => skeleton(Box::pin(stockcast_inference::serve(
             listener, settings, shutdown,
         ))),
-        Service::ModelRegistryProxy => skeleton(Box::pin(stockcast_model_registry_proxy::serve(
-            listener, settings, shutdown,
-        ))),
+        Service::ModelRegistryProxy => Box::pin(async move {
+            // The embedded registry: a local directory, SQLite audit log, the shared bus.
+            let dir = std::env::temp_dir().join(format!("stockcast-demo-{}", std::process::id()));
+            let mut proxy = stockcast_model_registry_proxy::Settings {
+                server: settings.server,
+                telemetry: settings.telemetry,
+                ..Default::default()
+            };
+            proxy.registry.local_dir = dir.join("models");
+            proxy.cache.dir = dir.join("registry-cache");
+            let mut deps = stockcast_model_registry_proxy::Deps::from_settings(&proxy)
+                .await
+                .map_err(|e| anyhow::anyhow!("model registry proxy: {e}"))?;
+            deps.bus = bus.clone();
+            tracing::info!(dir = %dir.display(), "model registry proxy on the local registry");
+            stockcast_model_registry_proxy::serve(listener, proxy, deps, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }),
         Service::RiskMetrics => skeleton(Box::pin(stockcast_risk_metrics::serve(
             listener, settings, shutdown,
         ))),
