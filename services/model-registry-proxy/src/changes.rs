@@ -203,6 +203,9 @@ impl Proxy {
     /// Compares the registry's aliases with the recorded ones and records every difference
     /// as a detected change. Returns how many.
     pub async fn poll_once(&self) -> Result<usize, Error> {
+        // Held while listing: a change made through the API meanwhile would otherwise look
+        // like a difference between this (older) listing and the recorded aliases.
+        let _guard = self.change_lock.lock().await;
         let mut current: KnownAliases = BTreeMap::new();
         let mut token = String::new();
         loop {
@@ -217,7 +220,6 @@ impl Proxy {
             }
             token = page.next_token;
         }
-        let _guard = self.change_lock.lock().await;
         let known = self.audit.known_aliases().await?;
         let keys: BTreeSet<_> = current.keys().chain(known.keys()).cloned().collect();
         let mut changes = 0;

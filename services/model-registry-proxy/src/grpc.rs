@@ -29,6 +29,8 @@ pub struct Api {
     pub(crate) proxy: Arc<Proxy>,
     /// Largest message the server sends, bytes.
     pub(crate) max_message_bytes: usize,
+    /// Ends watch streams when the server stops, so that draining does not wait for them.
+    pub(crate) shutdown: stockcast_runtime::Shutdown,
 }
 
 const DEFAULT_PAGE: i32 = 100;
@@ -401,6 +403,7 @@ impl ModelRegistryService for Api {
             as_of: Some(timestamp(watch.as_of_ms)),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             use pb::watch_aliases_response::Payload;
             let send = |payload| pb::WatchAliasesResponse {
@@ -416,6 +419,10 @@ impl ModelRegistryService for Api {
             loop {
                 let event: Event = tokio::select! {
                     () = tx.closed() => return,
+                    () = shutdown.wait() => {
+                        let _ = tx.send(Err(Status::unavailable("the server is stopping; watch again"))).await;
+                        return;
+                    }
                     received = watch.changes.recv() => match received {
                         Ok(event) => event,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -177,6 +177,7 @@ pub async fn serve(
     let api = grpc::Api {
         proxy,
         max_message_bytes: settings.server.max_message_bytes,
+        shutdown: shutdown.clone(),
     };
     let limit = settings.server.max_message_bytes;
     let (audit, bus) = (deps.audit.clone(), deps.bus.clone());

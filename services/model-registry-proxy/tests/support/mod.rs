@@ -1,0 +1,6 @@
+//! Shared test support of the model registry proxy.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cases;
+pub mod harness;
