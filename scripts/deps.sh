@@ -18,7 +18,8 @@
 #   redis   redis-server, nothing kept on disk (apt-get install redis-server when missing)
 #   kafka   tansu, an Apache Kafka compatible broker, in memory (cargo install when missing);
 #           checked with librdkafka (confluent-kafka, pip into the venv)
-#   mlflow  MLflow tracking server + registry, SQLite store, --serve-artifacts (pip into a venv)
+#   mlflow  MLflow tracking server + registry, SQLite store, --serve-artifacts (pip into a venv,
+#           with skl2onnx for the tests that log ONNX models through the mlflow client)
 #
 # Directories (overridable):
 #   STOCKCAST_STATE_DIR  ${TMPDIR:-/tmp}/stockcast-deps         pid files, logs, data, env
@@ -479,6 +480,11 @@ mlflow_up() {
   mlflow_setup
   local pid dir="$STATE_DIR/mlflow" logfile="$STATE_DIR/mlflow.log" t0 ms version
   command -v curl >/dev/null || apt_install curl
+  # The registry tests log models as users do, with the mlflow client from this venv:
+  # mlflow.onnx.log_model of a scikit-learn model converted by skl2onnx (which brings onnx
+  # and scikit-learn).
+  venv_pip mlflow mlflow
+  venv_pip skl2onnx skl2onnx
   if mlflow_ready; then
     if pid="$(live_pid mlflow mlflow)"; then
       log "mlflow: running (started by deps.sh, pid $pid) $MLFLOW_URL"
