@@ -19,7 +19,7 @@
 #   kafka   tansu, an Apache Kafka compatible broker, in memory (cargo install when missing);
 #           checked with librdkafka (confluent-kafka, pip into the venv)
 #   mlflow  MLflow tracking server + registry, SQLite store, --serve-artifacts (pip into a venv,
-#           with skl2onnx for the tests that log ONNX models through the mlflow client)
+#           with skl2onnx and onnxruntime for the tests that log ONNX models through the mlflow client)
 #
 # Directories (overridable):
 #   STOCKCAST_STATE_DIR  ${TMPDIR:-/tmp}/stockcast-deps         pid files, logs, data, env
@@ -481,10 +481,11 @@ mlflow_up() {
   local pid dir="$STATE_DIR/mlflow" logfile="$STATE_DIR/mlflow.log" t0 ms version
   command -v curl >/dev/null || apt_install curl
   # The registry tests log models as users do, with the mlflow client from this venv:
-  # mlflow.onnx.log_model of a scikit-learn model converted by skl2onnx (which brings onnx
-  # and scikit-learn).
+  # mlflow.onnx.log_model (which needs onnxruntime) of a scikit-learn model converted by
+  # skl2onnx (which brings onnx and scikit-learn).
   venv_pip mlflow mlflow
   venv_pip skl2onnx skl2onnx
+  venv_pip onnxruntime onnxruntime
   if mlflow_ready; then
     if pid="$(live_pid mlflow mlflow)"; then
       log "mlflow: running (started by deps.sh, pid $pid) $MLFLOW_URL"
