@@ -1,0 +1,82 @@
+//! A model registered as users do it — `mlflow.onnx.log_model` of a scikit-learn model
+//! converted by skl2onnx, contract in ONNX `metadata_props`, then
+//! `MlflowClient().set_registered_model_alias` — is resolved and fetched through the proxy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use stockcast_model_registry_proxy::onnx::metadata_props;
+use stockcast_proto::stockcast::registry::v1 as pb;
+use support::harness::{Harness, Kind, fetch, model_name, sha256};
+use support::venv::venv_bin;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_logged_with_the_mlflow_client_is_resolved_and_fetched() {
+    let url = stockcast_testkit::MLFLOW.require();
+    let name = model_name("pyclient");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/log_onnx_model.py"
+    );
+    let python = venv_bin("python");
+    let args = [
+        script.to_owned(),
+        url.clone(),
+        name.clone(),
+        "champion".to_owned(),
+    ];
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new(python).args(args).output())
+            .await
+            .unwrap()
+            .expect("run python");
+    assert!(
+        output.status.success(),
+        "log_onnx_model.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().expect("a JSON line");
+    let logged: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    let stored_sha = logged["sha256"].as_str().unwrap().to_owned();
+
+    let h = Harness::start(Kind::Mlflow, Duration::ZERO).await;
+    let mut client = h.client.clone();
+    let uri = format!("models:/{name}@champion");
+    let version = client
+        .resolve_model(pb::ResolveModelRequest { uri: uri.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .version
+        .unwrap();
+    assert_eq!(
+        version.model.as_ref().unwrap().version,
+        logged["version"].as_i64().unwrap()
+    );
+    assert_eq!(version.aliases, vec!["champion".to_owned()]);
+    assert_eq!(version.format, pb::ArtifactFormat::MlflowOnnx as i32);
+    assert_eq!(version.sha256, stored_sha, "the bytes MLflow stored");
+    assert!(!version.run_id.is_empty());
+    let contract = version.contract.expect("contract from metadata_props");
+    assert_eq!(contract.feature_view, "daily");
+    assert_eq!(contract.feature_view_version, 2);
+    assert_eq!(contract.feature_names, vec!["ret_1", "rsi_14", "vol_20"]);
+    assert_eq!(
+        (contract.target.as_str(), contract.horizon_bars),
+        ("log_return", 1)
+    );
+
+    let (header, bytes, _) = fetch(&mut client, &uri, 0, 0).await.unwrap();
+    assert_eq!(header.sha256, stored_sha);
+    assert_eq!(sha256(&bytes), stored_sha);
+    let props = metadata_props(&bytes).expect("an ONNX model");
+    assert_eq!(
+        props.get("stockcast.target").map(String::as_str),
+        Some("log_return")
+    );
+    h.stop().await;
+}
