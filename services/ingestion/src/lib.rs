@@ -154,7 +154,13 @@ pub async fn serve(
     let validator = Validator::new(&settings.validation).map_err(StartError::Config)?;
     if settings.bus.kind == BusKind::Kafka || settings.bus.kind == BusKind::Memory {
         let topic = &settings.topics.bars;
-        ensure_topics(&*deps.bus, topic, settings.topics.partitions).await?;
+        let dead_letters = stockcast_bus::dead_letter_topic(topic);
+        stockcast_bus::ensure_topics(
+            &*deps.bus,
+            &[topic, &dead_letters],
+            settings.topics.partitions,
+        )
+        .await?;
     }
     let ingestor = Ingestor::new(
         deps.store.clone(),
@@ -204,28 +210,6 @@ pub async fn serve(
     jobs_shutdown.trigger();
     backfills.join().await;
     result.map_err(StartError::from)
-}
-
-async fn ensure_topics(bus: &dyn EventBus, topic: &str, partitions: i32) -> Result<(), StartError> {
-    let dead_letters = stockcast_bus::dead_letter_topic(topic);
-    let mut wait = Duration::from_millis(200);
-    for attempt in 1.. {
-        let result = async {
-            bus.ensure_topic(topic, partitions).await?;
-            bus.ensure_topic(&dead_letters, partitions).await
-        }
-        .await;
-        match result {
-            Ok(()) => return Ok(()),
-            Err(error) if attempt < 10 => {
-                tracing::warn!(attempt, %error, "cannot create topics yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(())
 }
 
 /// Runs the service as a process with `args`.

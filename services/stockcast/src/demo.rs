@@ -187,9 +187,25 @@ fn serve(
                 .await
                 .map_err(anyhow::Error::from)
         }),
-        Service::FeatureStore => skeleton(Box::pin(stockcast_feature_store::serve(
-            listener, settings, shutdown,
-        ))),
+        Service::FeatureStore => Box::pin(async move {
+            // In-memory online store, SQLite offline store, the shared bus.
+            let features = stockcast_feature_store::Settings {
+                server: settings.server,
+                telemetry: settings.telemetry,
+                ..Default::default()
+            };
+            let offline = stockcast_feature_store::store::offline::open(&features.offline)
+                .await
+                .map_err(|e| anyhow::anyhow!("feature store offline store: {e}"))?;
+            let deps = stockcast_feature_store::Deps {
+                online: Arc::new(stockcast_feature_store::store::memory::MemoryOnline::new()),
+                offline,
+                bus: bus.clone(),
+            };
+            stockcast_feature_store::serve(listener, features, deps, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }),
         Service::Inference => skeleton(Box::pin(stockcast_inference::serve(
             listener, settings, shutdown,
         ))),

@@ -1,0 +1,42 @@
+//! The stream processor on the production backends: Kafka (tansu), Redis and PostgreSQL
+//! (`scripts/deps.sh up`); each test has its own topic, group, key prefix and schema.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/stream_cases.rs"]
+mod stream_cases;
+
+use stockcast_bus::{KafkaBus, KafkaSettings};
+use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
+use stockcast_runtime::Secret;
+
+async fn real(case: &str) -> stream_cases::Backends {
+    let bus = KafkaBus::new(KafkaSettings {
+        brokers: stockcast_testkit::KAFKA.require(),
+        ..KafkaSettings::default()
+    })
+    .expect("kafka bus");
+    let online = RedisOnline::connect(&RedisSettings {
+        url: Secret::new(stockcast_testkit::REDIS.require()),
+        key_prefix: stockcast_testkit::unique(case),
+        ..RedisSettings::default()
+    })
+    .await
+    .expect("redis");
+    let offline = open(&OfflineSettings {
+        url: Secret::new(stockcast_testkit::POSTGRES.require()),
+        schema: stockcast_testkit::unique("fs"),
+        max_connections: 4,
+        acquire_timeout_ms: 10_000,
+    })
+    .await
+    .expect("postgres");
+    stream_cases::Backends {
+        bus: Arc::new(bus),
+        online: Arc::new(online),
+        offline,
+    }
+}
+
+stream_cases!(real);
