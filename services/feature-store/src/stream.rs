@@ -144,6 +144,7 @@ pub struct Processor {
     cache: HashMap<(usize, String), ViewState>,
     fail: FailPoint,
     batches: usize,
+    committed: Arc<std::sync::atomic::AtomicU64>,
     /// Totals since start.
     pub totals: BatchStats,
 }
@@ -174,6 +175,7 @@ impl Processor {
             cache: HashMap::new(),
             fail: FailPoint::Never,
             batches: 0,
+            committed: Arc::default(),
             totals: BatchStats::default(),
         })
     }
@@ -183,6 +185,11 @@ impl Processor {
     pub fn fail_at(mut self, fail: FailPoint) -> Self {
         self.fail = fail;
         self
+    }
+
+    /// Events whose batch was committed so far (shared counter, for progress and benchmarks).
+    pub fn progress(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.committed)
     }
 
     /// Consumes `topic` until `stop` resolves (finishing and committing the batch in hand)
@@ -239,8 +246,12 @@ impl Processor {
                 offsets.track(m);
             }
             // A failed commit redelivers the batch; the duplicates are skipped.
-            if let Err(e) = consumer.commit(&offsets).await {
-                warn!(error = %e, "offset commit failed; the batch will be redelivered");
+            match consumer.commit(&offsets).await {
+                Ok(()) => {
+                    self.committed
+                        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => warn!(error = %e, "offset commit failed; the batch will be redelivered"),
             }
         }
     }

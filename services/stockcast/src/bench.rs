@@ -40,6 +40,11 @@ enum BenchWhat {
         #[arg(long, default_value_t = 2)]
         streams: usize,
     },
+    /// Feature-store consumption end to end: market-bar events already on Kafka → default
+    /// view computed → Redis and PostgreSQL written → offsets committed.
+    FeaturesConsume(crate::bench_features::ConsumeArgs),
+    /// Feature-store online reads over gRPC (in-process service on Redis).
+    FeaturesOnline(crate::bench_features::OnlineArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -51,6 +56,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             message,
             streams,
         } => push(&addr, bars, symbols.max(1), message.max(1), streams.max(1)).await,
+        BenchWhat::FeaturesConsume(args) => Box::pin(crate::bench_features::consume(args)).await,
+        BenchWhat::FeaturesOnline(args) => Box::pin(crate::bench_features::online(args)).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `stockcast`: run the whole platform in one process (`demo`), or one service (`serve`).
 
 mod bench;
+mod bench_features;
 mod demo;
 mod ingest;
 

@@ -3,7 +3,12 @@
 //! restarts at every crash point leave every feature exactly once, late and corrected bars
 //! are recomputed, bad events are dead-lettered, a new view version catches up.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::crate_in_macro_def,
+    dead_code
+)]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -120,7 +125,11 @@ pub fn processor(b: &Backends, catalog: &Arc<Catalog>, settings: StreamSettings)
 }
 
 /// Every stored row of `symbols` for `view`, ordered by symbol then event time.
-pub async fn rows(offline: &dyn OfflineStore, view: &ViewId, symbols: &[String]) -> Vec<(String, i64, Vec<f64>)> {
+pub async fn rows(
+    offline: &dyn OfflineStore,
+    view: &ViewId,
+    symbols: &[String],
+) -> Vec<(String, i64, Vec<f64>)> {
     let mut out = Vec::new();
     let mut after: Option<(String, i64)> = None;
     loop {
@@ -151,7 +160,11 @@ pub async fn rows(offline: &dyn OfflineStore, view: &ViewId, symbols: &[String])
 
 /// Runs `processor` on `topic` until `done` holds for the stores (then stops it cleanly),
 /// or until it stops by itself (a fail point).
-pub async fn run_until<F, Fut>(processor: Processor, topic: &str, done: F) -> Result<BatchStats, String>
+pub async fn run_until<F, Fut>(
+    processor: Processor,
+    topic: &str,
+    done: F,
+) -> Result<BatchStats, String>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = bool>,
@@ -197,7 +210,11 @@ pub async fn assert_exact(offline: &dyn OfflineStore, view: &View, all: &[Vec<Ba
     assert_eq!(stored.len(), expected.len(), "row count");
     for (got, want) in stored.iter().zip(&expected) {
         assert_eq!((&got.0, got.1), (&want.0, want.1), "row key");
-        let same = got.2.iter().zip(&want.2).all(|(a, b)| a.to_bits() == b.to_bits());
+        let same = got
+            .2
+            .iter()
+            .zip(&want.2)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{} at {}: {:?} != {:?}", got.0, got.1, got.2, want.2);
     }
 }
@@ -211,13 +228,17 @@ macro_rules! stream_cases {
     ($make:expr) => {
         use std::sync::Arc;
 
+        use crate::stream_cases::*;
         use stockcast_feature_store::store::ViewId;
         use stockcast_feature_store::stream::FailPoint;
         use stockcast_feature_store::view::{View, default_view};
-        use crate::stream_cases::*;
 
         fn three() -> Vec<Vec<stockcast_market::Bar>> {
-            vec![series("AAA", 130, 1.0), series("BBB", 90, 2.0), series("CCC", 20, 3.0)]
+            vec![
+                series("AAA", 130, 1.0),
+                series("BBB", 90, 2.0),
+                series("CCC", 20, 3.0),
+            ]
         }
 
         fn names(all: &[Vec<stockcast_market::Bar>]) -> Vec<String> {
@@ -234,9 +255,11 @@ macro_rules! stream_cases {
             let view = View::compile(&default_view()).unwrap();
             let total: usize = all.iter().map(Vec::len).sum();
             let syms = names(&all);
-            let stats = run_until(processor(&b, &cat, settings(&group, 64)), &topic, || async {
-                count_rows(&*b.offline, &view.id, &syms).await >= total
-            })
+            let stats = run_until(
+                processor(&b, &cat, settings(&group, 64)),
+                &topic,
+                || async { count_rows(&*b.offline, &view.id, &syms).await >= total },
+            )
             .await
             .unwrap();
             assert_exact(&*b.offline, &view, &all).await;
@@ -248,7 +271,12 @@ macro_rules! stream_cases {
                 let last = s.last().unwrap();
                 assert_eq!(got.event_time, view.event_time(last.ts));
                 let want = view.compute(s).pop().unwrap();
-                assert!(got.values.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(
+                    got.values
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
             }
         }
 
@@ -270,20 +298,31 @@ macro_rules! stream_cases {
             let err = first.expect_err("the fail point stops the processor");
             assert!(err.contains("fail point"), "{err}");
             let before = count_rows(&*b.offline, &view.id, &syms).await;
-            assert!(before < total, "the crash happened before the end ({before} of {total})");
+            assert!(
+                before < total,
+                "the crash happened before the end ({before} of {total})"
+            );
             // A new processor of the same group takes over from the committed offsets.
-            let second = run_until(processor(&b, &cat, settings(&group, 40)), &topic, || async {
-                count_rows(&*b.offline, &view.id, &syms).await >= total
-            })
+            let second = run_until(
+                processor(&b, &cat, settings(&group, 40)),
+                &topic,
+                || async { count_rows(&*b.offline, &view.id, &syms).await >= total },
+            )
             .await
             .unwrap();
             assert_exact(&*b.offline, &view, &all).await;
             if matches!(fail, FailPoint::AfterOfflineWrite(_)) {
-                assert!(second.duplicates > 0, "redelivered bars are recognized: {second:?}");
+                assert!(
+                    second.duplicates > 0,
+                    "redelivered bars are recognized: {second:?}"
+                );
             }
             let online = b.online.read(&view.id, &syms).await.unwrap();
             for (s, got) in all.iter().zip(online) {
-                assert_eq!(got.unwrap().event_time, view.event_time(s.last().unwrap().ts));
+                assert_eq!(
+                    got.unwrap().event_time,
+                    view.event_time(s.last().unwrap().ts)
+                );
             }
         }
 
@@ -312,9 +351,11 @@ macro_rules! stream_cases {
             let view = View::compile(&default_view()).unwrap();
             let syms = vec!["LATE".to_owned()];
             publish(&*b.bus, &topic, &s).await;
-            run_until(processor(&b, &cat, settings(&group, 25)), &topic, || async {
-                count_rows(&*b.offline, &view.id, &syms).await >= 79
-            })
+            run_until(
+                processor(&b, &cat, settings(&group, 25)),
+                &topic,
+                || async { count_rows(&*b.offline, &view.id, &syms).await >= 79 },
+            )
             .await
             .unwrap();
             // The missing bar arrives late, and bar 50 is corrected.
@@ -327,13 +368,19 @@ macro_rules! stream_cases {
             fixed.insert(30, missing);
             fixed[50] = corrected;
             let want_last = view.compute(&fixed).pop().unwrap();
-            let stats = run_until(processor(&b, &cat, settings(&group, 25)), &topic, || async {
-                let rows = rows(&*b.offline, &view.id, &syms).await;
-                rows.len() >= 80
-                    && rows.last().is_some_and(|r| {
-                        r.2.iter().zip(&want_last).all(|(a, b)| a.to_bits() == b.to_bits())
-                    })
-            })
+            let stats = run_until(
+                processor(&b, &cat, settings(&group, 25)),
+                &topic,
+                || async {
+                    let rows = rows(&*b.offline, &view.id, &syms).await;
+                    rows.len() >= 80
+                        && rows.last().is_some_and(|r| {
+                            r.2.iter()
+                                .zip(&want_last)
+                                .all(|(a, b)| a.to_bits() == b.to_bits())
+                        })
+                },
+            )
             .await
             .unwrap();
             assert!(stats.recomputes >= 1, "{stats:?}");
@@ -349,7 +396,10 @@ macro_rules! stream_cases {
             bad.symbol = "BAD".into();
             bad.high = bad.low - 1.0; // high below low
             b.bus
-                .publish(&topic, stockcast_bus::Record::new(b"X".to_vec(), b"\xff\x00garbage".to_vec()))
+                .publish(
+                    &topic,
+                    stockcast_bus::Record::new(b"X".to_vec(), b"\xff\x00garbage".to_vec()),
+                )
                 .await
                 .unwrap();
             b.bus.publish(&topic, event(&bad, 0)).await.unwrap();
@@ -357,25 +407,40 @@ macro_rules! stream_cases {
             let cat = catalog(&[default_view()]);
             let view = View::compile(&default_view()).unwrap();
             let syms = vec!["GOOD".to_owned()];
-            let stats = run_until(processor(&b, &cat, settings(&group, 100)), &topic, || async {
-                count_rows(&*b.offline, &view.id, &syms).await >= 10
-            })
+            let stats = run_until(
+                processor(&b, &cat, settings(&group, 100)),
+                &topic,
+                || async { count_rows(&*b.offline, &view.id, &syms).await >= 10 },
+            )
             .await
             .unwrap();
             assert_eq!(stats.dead_letters, 2, "{stats:?}");
             let dlq = stockcast_bus::dead_letter_topic(&topic);
-            let mut consumer = b.bus.subscribe(&format!("{group}-dlq"), &[&dlq]).await.unwrap();
+            let mut consumer = b
+                .bus
+                .subscribe(&format!("{group}-dlq"), &[&dlq])
+                .await
+                .unwrap();
             let letters = stockcast_bus::conformance::recv_n(consumer.as_mut(), 2).await;
             let mut reasons: Vec<(String, String)> = letters
                 .iter()
                 .map(|m| {
-                    let l: stockcast_proto::stockcast::events::v1::DeadLetterRecord = m.decode().unwrap();
+                    let l: stockcast_proto::stockcast::events::v1::DeadLetterRecord =
+                        m.decode().unwrap();
                     (l.field, l.reason)
                 })
                 .collect();
             reasons.sort();
-            assert!(reasons.iter().any(|(_, r)| r.contains("not a MarketBarEvent")), "{reasons:?}");
-            assert!(reasons.iter().any(|(f, _)| f == "high" || f == "low"), "{reasons:?}");
+            assert!(
+                reasons
+                    .iter()
+                    .any(|(_, r)| r.contains("not a MarketBarEvent")),
+                "{reasons:?}"
+            );
+            assert!(
+                reasons.iter().any(|(f, _)| f == "high" || f == "low"),
+                "{reasons:?}"
+            );
             assert_exact(&*b.offline, &view, &[good]).await;
         }
 
@@ -388,9 +453,15 @@ macro_rules! stream_cases {
             publish(&*b.bus, &topic, &s[..70]).await;
             let v1 = default_view();
             let view1 = View::compile(&v1).unwrap();
-            run_until(processor(&b, &catalog(&[v1.clone()]), settings(&group, 30)), &topic, || async {
-                count_rows(&*b.offline, &view1.id, &syms).await >= 70
-            })
+            run_until(
+                processor(
+                    &b,
+                    &catalog(std::slice::from_ref(&v1)),
+                    settings(&group, 30),
+                ),
+                &topic,
+                || async { count_rows(&*b.offline, &view1.id, &syms).await >= 70 },
+            )
             .await
             .unwrap();
             let mut v2 = default_view();
@@ -399,19 +470,28 @@ macro_rules! stream_cases {
             v2.features.truncate(4);
             let view2 = View::compile(&v2).unwrap();
             publish(&*b.bus, &topic, &s[70..]).await;
-            run_until(processor(&b, &catalog(&[v1, v2]), settings(&group, 30)), &topic, || async {
-                count_rows(&*b.offline, &view1.id, &syms).await >= 100
-                    && count_rows(&*b.offline, &view2.id, &syms).await >= 30
-            })
+            run_until(
+                processor(&b, &catalog(&[v1, v2]), settings(&group, 30)),
+                &topic,
+                || async {
+                    count_rows(&*b.offline, &view1.id, &syms).await >= 100
+                        && count_rows(&*b.offline, &view2.id, &syms).await >= 30
+                },
+            )
             .await
             .unwrap();
-            assert_exact(&*b.offline, &view1, &[s.clone()]).await;
+            assert_exact(&*b.offline, &view1, std::slice::from_ref(&s)).await;
             // v2 has rows from the bars after it appeared, computed over the whole history.
             let got = rows(&*b.offline, &view2.id, &syms).await;
             let want = view2.compute(&s);
             assert_eq!(got.len(), 30);
             for (row, values) in got.iter().zip(&want[70..]) {
-                assert!(row.2.iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(
+                    row.2
+                        .iter()
+                        .zip(values)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
             }
             let _ = ViewId::new("default", 2);
             let _ = Arc::clone(&b.bus);
