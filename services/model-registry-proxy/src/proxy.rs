@@ -162,11 +162,37 @@ impl Proxy {
                             cached_at_ms: Some(stale.at_ms),
                         })
                     }
-                    None => Err(error),
+                    None => match self.resolve_from_artifact_cache(uri).await {
+                        Some(resolution) => {
+                            tracing::warn!(uri = %uri, %error, "registry unreachable; serving the cached artifact");
+                            crate::metrics::resolved("stale_cache");
+                            Ok(resolution)
+                        }
+                        None => Err(error),
+                    },
                 }
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// A pinned version known only from the artifact cache (the proxy restarted while the
+    /// registry is down): the verified bytes and their contract, without registry metadata.
+    async fn resolve_from_artifact_cache(&self, uri: &ModelUri) -> Option<Resolution> {
+        let Selector::Version(version) = uri.selector else {
+            return None;
+        };
+        let cached = self.cache.get(&uri.name, version)?;
+        let info = VersionInfo {
+            name: uri.name.clone(),
+            version,
+            ..VersionInfo::default()
+        };
+        let view = self.verify(info).await.ok()?;
+        Some(Resolution {
+            view,
+            cached_at_ms: Some(cached.fetched_at_ms),
+        })
     }
 
     /// Resolves `uri` and opens its verified artifact.

@@ -242,3 +242,49 @@ impl ServiceSettings for Settings {
         &self.telemetry
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockcast_runtime::Settings as _;
+
+    fn invalid(configure: impl FnOnce(&mut Settings)) -> String {
+        let mut settings = Settings::default();
+        configure(&mut settings);
+        settings
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = invalid(|s| {
+            s.registry.kind = RegistryKind::Mlflow;
+            s.registry.mlflow.tracking_uri = "mlflow:5000".into();
+        });
+        assert!(
+            e.contains("registry.mlflow.tracking_uri") && e.contains("http://"),
+            "{e}"
+        );
+        let e = invalid(|s| {
+            s.registry.kind = RegistryKind::Mlflow;
+            s.registry.mlflow.request_timeout_ms = 0;
+        });
+        assert!(e.contains("registry.mlflow.request_timeout_ms"), "{e}");
+        let e = invalid(|s| s.storage.url = Secret::new("mysql://x"));
+        assert!(e.contains("storage.url"), "{e}");
+        let e = invalid(|s| s.storage.schema = "Registry".into());
+        assert!(e.contains("storage.schema"), "{e}");
+        let e = invalid(|s| s.cache.max_bytes = 10);
+        assert!(e.contains("cache.max_bytes") && e.contains("1 MiB"), "{e}");
+        let e = invalid(|s| s.topics.model_events.clear());
+        assert!(e.contains("topics.model_events"), "{e}");
+    }
+}

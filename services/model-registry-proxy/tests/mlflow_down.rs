@@ -21,7 +21,7 @@ async fn cached_resolutions_and_artifacts_are_served_while_mlflow_is_down() {
     let registry: Arc<dyn Registry> =
         Arc::new(MlflowRegistry::new(&mlflow_settings(&mlflow.url)).unwrap());
     let dirs = tempfile::tempdir().unwrap();
-    let h = Harness::start_on(Kind::Mlflow, registry, Duration::ZERO, dirs).await;
+    let h = Harness::start_on(Kind::Mlflow, registry.clone(), Duration::ZERO, dirs).await;
     let name = model_name("down");
     let (_, bytes) = register(
         &*h.registry,
@@ -104,5 +104,34 @@ async fn cached_resolutions_and_artifacts_are_served_while_mlflow_is_down() {
         .await
         .unwrap_err();
     assert_eq!(listed.code(), Code::Unavailable, "{listed:?}");
+
+    // A proxy restarted during the outage still serves pinned versions it has cached.
+    let dirs = h.stop().await;
+    let h = Harness::start_on(Kind::Mlflow, registry, Duration::ZERO, dirs).await;
+    let mut client = h.client.clone();
+    let pinned = format!("models:/{name}/1");
+    let cached = client
+        .resolve_model(pb::ResolveModelRequest {
+            uri: pinned.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cached.served_from_cache);
+    let version = cached.version.unwrap();
+    assert_eq!(version.sha256, sha256(&bytes));
+    assert_eq!(version.contract.unwrap().feature_view, "default");
+    let (header, got, _) = fetch(&mut client, &pinned, 0, 0).await.unwrap();
+    assert!(header.served_from_cache);
+    assert_eq!(got, bytes);
+    let alias = client
+        .resolve_model(pb::ResolveModelRequest { uri })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        alias.code(),
+        Code::Unavailable,
+        "an alias needs the registry: {alias:?}"
+    );
     h.stop().await;
 }

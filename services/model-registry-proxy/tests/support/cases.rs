@@ -9,7 +9,8 @@ use stockcast_proto::stockcast::registry::v1 as pb;
 use tonic::Code;
 
 use super::harness::{
-    Harness, Kind, Spec, as_actor, contract, fetch, model_name, next_event, register, sha256,
+    Harness, Kind, Spec, as_actor, audit_of, contract, fetch, model_name, next_event, register,
+    sha256,
 };
 
 /// Runs every case of the suite as its own test on the registry `$kind`.
@@ -625,20 +626,12 @@ pub async fn an_alias_moved_in_the_registry_is_detected_by_polling(kind: Kind) {
     assert_eq!(deleted.kind, ModelEventKind::AliasDeleted as i32);
     assert_eq!((deleted.from_version, deleted.to_version), (2, 0));
     let mut client = h.client.clone();
-    let log = client
-        .list_audit_log(pb::ListAuditLogRequest {
-            model_name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(log.entries.len(), 3);
+    let log = audit_of(&mut client, &name).await;
+    assert_eq!(log.len(), 3);
     assert!(
-        log.entries
-            .iter()
+        log.iter()
             .all(|e| e.actor == "mlflow" && e.origin == ChangeOrigin::MlflowPoll as i32)
     );
-    assert_eq!(log.entries[0].id, deleted.audit_id);
+    assert_eq!(log[0].id, deleted.audit_id);
     h.stop().await;
 }

@@ -89,13 +89,24 @@ impl Harness {
         poll: Duration,
         dirs: tempfile::TempDir,
     ) -> Self {
+        Self::start_with_bus(kind, registry, None, poll, dirs).await
+    }
+
+    /// A proxy on `registry` publishing on `bus` (the kind's default bus when `None`).
+    pub async fn start_with_bus(
+        kind: Kind,
+        registry: Arc<dyn Registry>,
+        bus: Option<Arc<dyn EventBus>>,
+        poll: Duration,
+        dirs: tempfile::TempDir,
+    ) -> Self {
         let mut settings = Settings::default();
         settings.cache.dir = dirs.path().join("cache");
         settings.cache.resolution_ttl_ms = 0;
         settings.poll.interval_ms = poll.as_millis() as u64;
         settings.topics.model_events = stockcast_bus::conformance::names("model_events").0;
         settings.topics.partitions = 1;
-        let (audit, bus): (Arc<dyn AuditStore>, Arc<dyn EventBus>) = match kind {
+        let (audit, default_bus): (Arc<dyn AuditStore>, Arc<dyn EventBus>) = match kind {
             Kind::Local => (
                 Arc::new(SqliteAudit::open("sqlite::memory:").await.expect("sqlite")),
                 Arc::new(MemoryBus::new()),
@@ -116,6 +127,7 @@ impl Harness {
                 (Arc::new(store), Arc::new(bus))
             }
         };
+        let bus = bus.unwrap_or(default_bus);
         let deps = Deps {
             registry: registry.clone(),
             audit: audit.clone(),
@@ -182,14 +194,16 @@ impl Harness {
             .expect("subscribe")
     }
 
-    /// Stops the proxy and waits for it.
-    pub async fn stop(self) {
+    /// Stops the proxy and waits for it; returns its directories (the artifact cache is in
+    /// `cache/`), for a proxy started after it.
+    pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
             .expect("proxy did not stop within 30 s")
             .expect("proxy panicked")
             .expect("proxy failed");
+        self._dirs
     }
 }
 
@@ -335,4 +349,20 @@ pub async fn fetch(
         chunks += 1;
     }
     Ok((header, bytes, chunks))
+}
+
+/// The audit entries of `model`, newest first (first page of 100).
+pub async fn audit_of(
+    client: &mut ModelRegistryServiceClient<Channel>,
+    model: &str,
+) -> Vec<pb::AuditEntry> {
+    client
+        .list_audit_log(pb::ListAuditLogRequest {
+            model_name: model.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
 }
