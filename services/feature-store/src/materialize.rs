@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::store::{
     ChunkDone, FeatureRow, JobRecord, JobState, OfflineStore, OnlineStore, OnlineWrite, StoreError,
-    Ts, ViewWrite, WriteBatch,
+    Ts, ViewWrite, WriteBatch, for_each_bar,
 };
 use crate::view::{Catalog, View, ViewState};
 use stockcast_runtime::Shutdown;
@@ -330,20 +330,16 @@ impl Materializer {
     ) -> Result<ViewState, StoreError> {
         let mut state = view.new_state();
         let mut out = vec![0.0; view.features.len()];
-        let mut from = Ts::MIN;
-        loop {
-            let page = self
-                .offline
-                .bars(symbol, view.interval, from, before, self.settings.page)
-                .await?;
-            for bar in &page {
-                view.update(&mut state, bar, &mut out);
-            }
-            match page.last() {
-                Some(last) if page.len() == self.settings.page => from = last.ts + 1,
-                _ => return Ok(state),
-            }
-        }
+        for_each_bar(
+            self.offline.as_ref(),
+            symbol,
+            view.interval,
+            (Ts::MIN, before),
+            self.settings.page,
+            |bar| view.update(&mut state, bar, &mut out),
+        )
+        .await?;
+        Ok(state)
     }
 
     async fn compute_slice(
@@ -356,26 +352,22 @@ impl Materializer {
     ) -> Result<(Vec<FeatureRow>, i64), StoreError> {
         let mut rows = Vec::new();
         let mut out = vec![0.0; view.features.len()];
-        let mut from = lo;
-        let mut read = 0;
-        loop {
-            let page = self
-                .offline
-                .bars(symbol, view.interval, from, hi, self.settings.page)
-                .await?;
-            read += page.len() as i64;
-            for bar in &page {
+        let read = for_each_bar(
+            self.offline.as_ref(),
+            symbol,
+            view.interval,
+            (lo, hi),
+            self.settings.page,
+            |bar| {
                 view.update(state, bar, &mut out);
                 rows.push(FeatureRow {
                     symbol: symbol.to_owned(),
                     event_time: view.event_time(bar.ts),
                     values: out.clone(),
                 });
-            }
-            match page.last() {
-                Some(last) if page.len() == self.settings.page => from = last.ts + 1,
-                _ => return Ok((rows, read)),
-            }
-        }
+            },
+        )
+        .await?;
+        Ok((rows, read))
     }
 }

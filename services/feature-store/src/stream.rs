@@ -37,7 +37,7 @@ use tracing::{info, warn};
 use crate::SERVICE;
 use crate::store::{
     FeatureRow, OfflineStore, OnlineStore, OnlineWrite, StateSnapshot, StoreError, Ts, ViewWrite,
-    WriteBatch,
+    WriteBatch, for_each_bar,
 };
 use crate::view::{Catalog, View, ViewState};
 
@@ -543,27 +543,15 @@ impl Processor {
     async fn replay(&self, view: &View, symbol: &str) -> Result<ViewState, StoreError> {
         let mut state = view.new_state();
         let mut out = vec![0.0; view.features.len()];
-        let until = Ts::MAX;
-        let mut from = Ts::MIN;
-        loop {
-            let page = self
-                .offline
-                .bars(
-                    symbol,
-                    view.interval,
-                    from,
-                    until,
-                    self.settings.replay_page,
-                )
-                .await?;
-            for bar in &page {
-                view.update(&mut state, bar, &mut out);
-            }
-            match page.last() {
-                Some(last) if page.len() == self.settings.replay_page => from = last.ts + 1,
-                _ => break,
-            }
-        }
+        for_each_bar(
+            self.offline.as_ref(),
+            symbol,
+            view.interval,
+            (Ts::MIN, Ts::MAX),
+            self.settings.replay_page,
+            |bar| view.update(&mut state, bar, &mut out),
+        )
+        .await?;
         if state.bars_seen > 0 {
             info!(view = %view.id, symbol, bars = state.bars_seen, "state rebuilt from stored bars");
         }
@@ -593,38 +581,28 @@ impl Processor {
                 });
             }
         };
-        let mut cursor = Ts::MIN;
-        loop {
-            let page = self
-                .offline
-                .bars(
-                    symbol,
-                    view.interval,
-                    cursor,
-                    Ts::MAX,
-                    self.settings.replay_page,
-                )
-                .await?;
-            for bar in &page {
+        for_each_bar(
+            self.offline.as_ref(),
+            symbol,
+            view.interval,
+            (Ts::MIN, Ts::MAX),
+            self.settings.replay_page,
+            |bar| {
                 // Fresh bars opened before this stored one come first.
-                while let Some((&ts, _)) = overrides.first_key_value() {
-                    if ts >= bar.ts {
+                while let Some(entry) = overrides.first_entry() {
+                    if *entry.key() >= bar.ts {
                         break;
                     }
-                    if let Some((_, b)) = overrides.pop_first() {
-                        emit(&mut state, b, &mut rows);
-                    }
+                    let b = entry.remove();
+                    emit(&mut state, b, &mut rows);
                 }
                 match overrides.remove(&bar.ts) {
                     Some(b) => emit(&mut state, b, &mut rows),
                     None => emit(&mut state, bar, &mut rows),
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == self.settings.replay_page => cursor = last.ts + 1,
-                _ => break,
-            }
-        }
+            },
+        )
+        .await?;
         while let Some((_, b)) = overrides.pop_first() {
             emit(&mut state, b, &mut rows);
         }

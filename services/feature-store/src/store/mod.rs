@@ -401,3 +401,28 @@ pub trait OfflineStore: Send + Sync + fmt::Debug {
     /// The completed chunks of a job with the state stored after each, by chunk index.
     async fn done_chunks(&self, id: Uuid) -> Result<Vec<(i64, Vec<u8>)>, StoreError>;
 }
+
+/// Calls `f` with every stored bar of `symbol` at `interval` with `from <= ts < until`, in
+/// time order, reading `page` bars at a time (memory stays bounded by one page). Returns how
+/// many bars were read.
+pub async fn for_each_bar(
+    offline: &dyn OfflineStore,
+    symbol: &str,
+    interval: Interval,
+    (from, until): (Ts, Ts),
+    page: usize,
+    mut f: impl FnMut(&Bar),
+) -> Result<i64, StoreError> {
+    let page = page.max(1);
+    let mut cursor = from;
+    let mut read = 0;
+    loop {
+        let bars = offline.bars(symbol, interval, cursor, until, page).await?;
+        read += bars.len() as i64;
+        bars.iter().for_each(&mut f);
+        match bars.last() {
+            Some(last) if bars.len() == page => cursor = last.ts + 1,
+            _ => return Ok(read),
+        }
+    }
+}

@@ -407,11 +407,13 @@ macro_rules! stream_cases {
             let cat = catalog(&[default_view()]);
             let view = View::compile(&default_view()).unwrap();
             let syms = vec!["GOOD".to_owned()];
-            let stats = run_until(
-                processor(&b, &cat, settings(&group, 100)),
-                &topic,
-                || async { count_rows(&*b.offline, &view.id, &syms).await >= 10 },
-            )
+            let p = processor(&b, &cat, settings(&group, 100));
+            // All 12 events (in any partition order) committed, and the good rows stored.
+            let committed = p.progress();
+            let stats = run_until(p, &topic, || async {
+                committed.load(std::sync::atomic::Ordering::Relaxed) >= 12
+                    && count_rows(&*b.offline, &view.id, &syms).await >= 10
+            })
             .await
             .unwrap();
             assert_eq!(stats.dead_letters, 2, "{stats:?}");
