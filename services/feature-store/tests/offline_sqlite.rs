@@ -1,0 +1,50 @@
+//! The offline store conformance suite on embedded SQLite (in memory, one database per test).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/offline_cases.rs"]
+mod offline_cases;
+
+use std::sync::Arc;
+
+use stockcast_feature_store::store::OfflineStore;
+use stockcast_feature_store::store::offline::{OfflineSettings, open};
+
+async fn sqlite() -> Arc<dyn OfflineStore> {
+    open(&OfflineSettings::default()).await.expect("sqlite")
+}
+
+offline_store_cases!(async sqlite);
+
+/// A file database keeps what was written across a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_database_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = OfflineSettings {
+        url: stockcast_runtime::Secret::new(format!(
+            "sqlite://{}",
+            dir.path().join("offline.db").display()
+        )),
+        ..OfflineSettings::default()
+    };
+    let view = offline_cases::view(1);
+    {
+        let store = open(&settings).await.unwrap();
+        assert_eq!(store.register_view(&view, "{}").await.unwrap(), None);
+    }
+    let store = open(&settings).await.unwrap();
+    assert_eq!(
+        store.register_view(&view, "{\"x\":1}").await.unwrap(),
+        Some("{}".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_url_scheme_is_refused() {
+    let settings = OfflineSettings {
+        url: stockcast_runtime::Secret::new("mysql://localhost/db"),
+        ..OfflineSettings::default()
+    };
+    let error = open(&settings).await.unwrap_err();
+    assert!(error.to_string().contains("sqlite:"), "{error}");
+}
