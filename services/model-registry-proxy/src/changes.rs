@@ -221,6 +221,46 @@ impl Proxy {
             token = page.next_token;
         }
         let known = self.audit.known_aliases().await?;
+        let changes = self.reconcile(&current, &known, Origin::Poll).await?;
+        if changes == 0 {
+            // Retry what an earlier publish could not send.
+            self.publish_pending().await?;
+        }
+        Ok(changes)
+    }
+
+    /// Reads the aliases of one model from the registry (a webhook said they changed) and
+    /// records every difference. Returns how many.
+    pub async fn sync_model(&self, name: &str, origin: Origin) -> Result<usize, Error> {
+        validate_name(name).map_err(|e| Error::InvalidArgument(format!("name: {e}")))?;
+        let _guard = self.change_lock.lock().await;
+        let aliases = match self.registry.get_model(name).await {
+            Ok(model) => model.aliases,
+            Err(RegistryError::NotFound(_)) => BTreeMap::new(),
+            Err(error) => return Err(error.into()),
+        };
+        let current: KnownAliases = aliases
+            .into_iter()
+            .map(|(alias, version)| ((name.to_owned(), alias), version))
+            .collect();
+        let known: KnownAliases = self
+            .audit
+            .known_aliases()
+            .await?
+            .into_iter()
+            .filter(|((model, _), _)| model == name)
+            .collect();
+        self.reconcile(&current, &known, origin).await
+    }
+
+    /// Records, as detected changes, every difference between `current` (the registry) and
+    /// `known` (the record). The caller holds the change lock.
+    async fn reconcile(
+        &self,
+        current: &KnownAliases,
+        known: &KnownAliases,
+        origin: Origin,
+    ) -> Result<usize, Error> {
         let keys: BTreeSet<_> = current.keys().chain(known.keys()).cloned().collect();
         let mut changes = 0;
         for key in keys {
@@ -245,14 +285,10 @@ impl Proxy {
                 from_version: before,
                 to_version: after,
                 reason: String::new(),
-                origin: Origin::Poll,
+                origin,
             };
             self.record(change).await?;
             changes += 1;
-        }
-        if changes == 0 {
-            // Retry what an earlier publish could not send.
-            self.publish_pending().await?;
         }
         Ok(changes)
     }
@@ -306,6 +342,7 @@ pub fn to_proto(event: &Event) -> events::ModelEvent {
         origin: match change.origin {
             Origin::Api => events::ChangeOrigin::Api,
             Origin::Poll => events::ChangeOrigin::MlflowPoll,
+            Origin::Webhook => events::ChangeOrigin::MlflowWebhook,
         } as i32,
         audit_id: event.entry.id,
     }

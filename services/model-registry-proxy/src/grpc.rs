@@ -131,6 +131,7 @@ fn entry_to_proto(entry: &AuditEntry) -> pb::AuditEntry {
         origin: match c.origin {
             Origin::Api => ChangeOrigin::Api,
             Origin::Poll => ChangeOrigin::MlflowPoll,
+            Origin::Webhook => ChangeOrigin::MlflowWebhook,
         } as i32,
     }
 }

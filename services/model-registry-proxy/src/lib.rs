@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod registry;
 pub mod settings;
 pub mod uri;
+pub mod webhook;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -75,6 +76,9 @@ pub enum StartError {
     /// The bus could not be set up.
     #[error("event bus: {0}")]
     Bus(#[from] stockcast_bus::BusError),
+    /// The webhook receiver cannot listen.
+    #[error("{0}")]
+    Webhook(String),
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] stockcast_runtime::grpc::ServeError),
@@ -174,6 +178,22 @@ pub async fn serve(
             poller_shutdown.clone(),
         ))
     });
+    let webhook = match settings.webhook.listen_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Webhook(format!("cannot bind webhook.listen_addr {addr}: {e}"))
+            })?;
+            tracing::info!(addr = %addr, path = webhook::PATH, "receiving mlflow webhooks");
+            Some(tokio::spawn(webhook::serve(
+                listener,
+                proxy.clone(),
+                settings.webhook.secret.clone(),
+                Duration::from_secs(settings.webhook.max_age_s),
+                poller_shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let api = grpc::Api {
         proxy,
         max_message_bytes: settings.server.max_message_bytes,
@@ -202,6 +222,9 @@ pub async fn serve(
     poller_shutdown.trigger();
     if let Some(poller) = poller {
         let _ = poller.await;
+    }
+    if let Some(webhook) = webhook {
+        let _ = webhook.await;
     }
     result.map_err(StartError::from)
 }

@@ -29,6 +29,30 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Polling the registry for alias changes made behind the proxy's back.
     pub poll: PollSettings,
+    /// MLflow registry webhooks, a faster path than polling.
+    pub webhook: WebhookSettings,
+}
+
+/// The `[webhook]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Where to receive MLflow's deliveries (`POST /mlflow/webhook`); absent turns it off.
+    pub listen_addr: Option<std::net::SocketAddr>,
+    /// The secret the MLflow webhook was created with (required with `listen_addr`).
+    pub secret: Secret,
+    /// Oldest delivery accepted, seconds (replay protection).
+    pub max_age_s: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            listen_addr: None,
+            secret: Secret::new(""),
+            max_age_s: 300,
+        }
+    }
 }
 
 /// Which registry.
@@ -218,6 +242,12 @@ impl stockcast_runtime::Settings for Settings {
             return Err(ConfigError::invalid(
                 "topics.partitions",
                 "must be at least 1",
+            ));
+        }
+        if self.webhook.listen_addr.is_some() && self.webhook.secret.is_empty() {
+            return Err(ConfigError::invalid(
+                "webhook.secret",
+                "is empty: deliveries must be signed when webhook.listen_addr is set",
             ));
         }
         if self.cache.dir.as_os_str().is_empty() {

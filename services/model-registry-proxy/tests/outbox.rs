@@ -81,6 +81,7 @@ async fn an_event_not_published_is_sent_with_the_next_change() {
         Some(bus.clone() as Arc<dyn EventBus>),
         Duration::ZERO,
         dirs,
+        &|_| {},
     )
     .await;
     let name = model_name("outbox");

@@ -46,6 +46,8 @@ pub enum Origin {
     Api,
     /// Detected by polling the registry.
     Poll,
+    /// Reported by an MLflow registry webhook (and read back from the registry).
+    Webhook,
 }
 
 impl Origin {
@@ -54,6 +56,7 @@ impl Origin {
         match self {
             Origin::Api => "api",
             Origin::Poll => "poll",
+            Origin::Webhook => "webhook",
         }
     }
 
@@ -61,6 +64,7 @@ impl Origin {
         match name {
             "api" => Ok(Origin::Api),
             "poll" => Ok(Origin::Poll),
+            "webhook" => Ok(Origin::Webhook),
             other => Err(AuditError::Corrupt(format!("origin {other:?}"))),
         }
     }

@@ -89,7 +89,7 @@ impl Harness {
         poll: Duration,
         dirs: tempfile::TempDir,
     ) -> Self {
-        Self::start_with_bus(kind, registry, None, poll, dirs).await
+        Self::start_with_bus(kind, registry, None, poll, dirs, &|_| {}).await
     }
 
     /// A proxy on `registry` publishing on `bus` (the kind's default bus when `None`).
@@ -99,6 +99,7 @@ impl Harness {
         bus: Option<Arc<dyn EventBus>>,
         poll: Duration,
         dirs: tempfile::TempDir,
+        configure: &dyn Fn(&mut Settings),
     ) -> Self {
         let mut settings = Settings::default();
         settings.cache.dir = dirs.path().join("cache");
@@ -106,6 +107,7 @@ impl Harness {
         settings.poll.interval_ms = poll.as_millis() as u64;
         settings.topics.model_events = stockcast_bus::conformance::names("model_events").0;
         settings.topics.partitions = 1;
+        configure(&mut settings);
         let (audit, default_bus): (Arc<dyn AuditStore>, Arc<dyn EventBus>) = match kind {
             Kind::Local => (
                 Arc::new(SqliteAudit::open("sqlite::memory:").await.expect("sqlite")),

@@ -42,6 +42,11 @@ pub struct OwnMlflow {
 impl OwnMlflow {
     /// Starts the server and waits until its REST API answers.
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Starts the server with extra environment variables.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
         use std::os::unix::process::CommandExt;
         let mlflow = venv_bin("mlflow");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -52,6 +57,7 @@ impl OwnMlflow {
         let child = Command::new(mlflow)
             .current_dir(dir.path())
             .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .envs(env.iter().copied())
             .args(["server", "--backend-store-uri"])
             .arg(format!("sqlite:///{}/mlflow.db", dir.path().display()))
             .arg("--serve-artifacts")
