@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stockcast_model_registry_proxy::registry::{MlflowRegistry, Registry};
-use stockcast_proto::stockcast::events::v1::{ChangeOrigin, ModelEventKind};
+use stockcast_proto::stockcast::events::v1::ChangeOrigin;
 use stockcast_runtime::Secret;
-use support::harness::{Harness, Kind, Spec, mlflow_settings, model_name, next_event, register};
+use support::harness::{Harness, Kind, mlflow_settings, model_name};
 use support::venv::OwnMlflow;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,21 +56,12 @@ async fn an_alias_moved_in_mlflow_arrives_through_its_webhook() {
     assert!(created.status().is_success(), "{:?}", created.text().await);
 
     let name = model_name("webhook");
-    register(&*h.registry, &name, Spec::default()).await;
-    let mut events = h.events().await;
-    h.registry.set_alias(&name, "champion", 1).await.unwrap();
-    let set = next_event(&mut *events, &name).await;
-    assert_eq!(set.kind, ModelEventKind::AliasSet as i32);
-    assert_eq!(
-        (set.alias.as_str(), set.from_version, set.to_version),
-        ("champion", 0, 1)
-    );
-    assert_eq!(set.origin, ChangeOrigin::MlflowWebhook as i32);
-    assert_eq!(set.actor, "mlflow");
-    h.registry.delete_alias(&name, "champion").await.unwrap();
-    let deleted = next_event(&mut *events, &name).await;
-    assert_eq!(deleted.kind, ModelEventKind::AliasDeleted as i32);
-    assert_eq!(deleted.origin, ChangeOrigin::MlflowWebhook as i32);
+    support::cases::alias_moves_in_the_registry_are_reported(
+        &h,
+        &name,
+        ChangeOrigin::MlflowWebhook,
+    )
+    .await;
 
     // A delivery that MLflow did not sign is refused.
     let forged = http

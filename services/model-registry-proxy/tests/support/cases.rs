@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use stockcast_model_registry_proxy::registry::ArtifactFormat;
-use stockcast_proto::stockcast::events::v1::{ChangeOrigin, ModelEventKind};
+use stockcast_proto::stockcast::events::v1::{ChangeOrigin, ModelEvent, ModelEventKind};
 use stockcast_proto::stockcast::registry::v1 as pb;
 use tonic::Code;
 
@@ -605,26 +605,8 @@ pub async fn watch_sends_a_snapshot_then_changes(kind: Kind) {
 pub async fn an_alias_moved_in_the_registry_is_detected_by_polling(kind: Kind) {
     let h = Harness::start(kind, Duration::from_millis(300)).await;
     let name = model_name("poll");
-    register(&*h.registry, &name, Spec::default()).await;
-    register(&*h.registry, &name, Spec::default()).await;
-    let mut events = h.events().await;
-    // Behind the proxy's back, as a data scientist does in MLflow.
-    h.registry.set_alias(&name, "champion", 1).await.unwrap();
-    let set = next_event(&mut *events, &name).await;
-    assert_eq!(set.kind, ModelEventKind::AliasSet as i32);
-    assert_eq!(
-        (set.alias.as_str(), set.from_version, set.to_version),
-        ("champion", 0, 1)
-    );
-    assert_eq!(set.origin, ChangeOrigin::MlflowPoll as i32);
-    assert_eq!(set.actor, "mlflow");
-    h.registry.set_alias(&name, "champion", 2).await.unwrap();
-    let moved = next_event(&mut *events, &name).await;
-    assert_eq!((moved.from_version, moved.to_version), (1, 2));
-    h.registry.delete_alias(&name, "champion").await.unwrap();
-    let deleted = next_event(&mut *events, &name).await;
-    assert_eq!(deleted.kind, ModelEventKind::AliasDeleted as i32);
-    assert_eq!((deleted.from_version, deleted.to_version), (2, 0));
+    let deleted =
+        alias_moves_in_the_registry_are_reported(&h, &name, ChangeOrigin::MlflowPoll).await;
     let mut client = h.client.clone();
     let log = audit_of(&mut client, &name).await;
     assert_eq!(log.len(), 3);
@@ -634,4 +616,47 @@ pub async fn an_alias_moved_in_the_registry_is_detected_by_polling(kind: Kind) {
     );
     assert_eq!(log[0].id, deleted.audit_id);
     h.stop().await;
+}
+
+/// Registers two versions of `name`, then, behind the proxy's back (as a data scientist does
+/// in MLflow), points `champion` at 1, moves it to 2 and deletes it; each change must be
+/// published with `origin` and actor `mlflow`. Returns the deletion event.
+pub async fn alias_moves_in_the_registry_are_reported(
+    h: &Harness,
+    name: &str,
+    origin: ChangeOrigin,
+) -> ModelEvent {
+    register(&*h.registry, name, Spec::default()).await;
+    register(&*h.registry, name, Spec::default()).await;
+    let mut events = h.events().await;
+    let mut seen = Vec::new();
+    for (version, kind) in [
+        (1, ModelEventKind::AliasSet),
+        (2, ModelEventKind::AliasSet),
+        (0, ModelEventKind::AliasDeleted),
+    ] {
+        if version == 0 {
+            h.registry.delete_alias(name, "champion").await.unwrap();
+        } else {
+            h.registry
+                .set_alias(name, "champion", version)
+                .await
+                .unwrap();
+        }
+        let event = next_event(&mut *events, name).await;
+        assert_eq!(event.kind, kind as i32, "{event:?}");
+        assert_eq!(
+            (event.alias.as_str(), event.to_version),
+            ("champion", version)
+        );
+        assert_eq!(event.origin, origin as i32, "{event:?}");
+        assert_eq!(event.actor, "mlflow");
+        seen.push(event);
+    }
+    let versions: Vec<_> = seen
+        .iter()
+        .map(|e| (e.from_version, e.to_version))
+        .collect();
+    assert_eq!(versions, vec![(0, 1), (1, 2), (2, 0)]);
+    seen.pop().unwrap()
 }
