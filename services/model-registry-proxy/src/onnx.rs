@@ -52,6 +52,84 @@ pub fn metadata_props(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> 
         .collect())
 }
 
+/// Reads the `metadata_props` of the ONNX model in `reader` without loading the graph: the
+/// top-level fields the proxy needs are copied out (the graph and initializers, which hold
+/// nearly all of a model's bytes, are skipped with `seek`) and decoded with prost.
+pub fn read_metadata_props<R: std::io::Read + std::io::Seek>(
+    mut reader: R,
+) -> Result<BTreeMap<String, String>, String> {
+    use std::io::SeekFrom;
+    let not_onnx = |what: &str| format!("artifact is not an ONNX model: {what}");
+    let size = reader
+        .seek(SeekFrom::End(0))
+        .and_then(|end| reader.seek(SeekFrom::Start(0)).map(|_| end))
+        .map_err(|e| format!("reading the artifact: {e}"))?;
+    let mut kept = Vec::new();
+    let mut position = 0u64;
+    while position < size {
+        let (key, n) = read_varint(&mut reader).map_err(|e| not_onnx(&e))?;
+        position += n;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                let (value, n) = read_varint(&mut reader).map_err(|e| not_onnx(&e))?;
+                position += n;
+                if field == 1 {
+                    prost::encoding::encode_varint(key, &mut kept);
+                    prost::encoding::encode_varint(value, &mut kept);
+                }
+            }
+            2 => {
+                let (len, n) = read_varint(&mut reader).map_err(|e| not_onnx(&e))?;
+                position += n;
+                if len > size - position {
+                    return Err(not_onnx(&format!(
+                        "field {field} of {len} bytes runs past the end ({size} bytes)"
+                    )));
+                }
+                if matches!(field, 2 | 3 | 14) {
+                    let mut value = vec![0u8; len as usize];
+                    reader
+                        .read_exact(&mut value)
+                        .map_err(|e| format!("reading the artifact: {e}"))?;
+                    prost::encoding::encode_varint(key, &mut kept);
+                    prost::encoding::encode_varint(len, &mut kept);
+                    kept.extend_from_slice(&value);
+                } else {
+                    reader
+                        .seek(SeekFrom::Current(len as i64))
+                        .map_err(|e| format!("reading the artifact: {e}"))?;
+                }
+                position += len;
+            }
+            1 | 5 => {
+                let len = if wire == 1 { 8 } else { 4 };
+                reader
+                    .seek(SeekFrom::Current(len))
+                    .map_err(|e| format!("reading the artifact: {e}"))?;
+                position += len as u64;
+            }
+            _ => return Err(not_onnx(&format!("wire type {wire} at byte {position}"))),
+        }
+    }
+    metadata_props(&kept)
+}
+
+fn read_varint<R: std::io::Read>(reader: &mut R) -> Result<(u64, u64), String> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let mut byte = [0u8; 1];
+        reader
+            .read_exact(&mut byte)
+            .map_err(|e| format!("truncated varint: {e}"))?;
+        value |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] < 0x80 {
+            return Ok((value, i + 1));
+        }
+    }
+    Err("varint longer than 10 bytes".to_owned())
+}
+
 /// Key of the feature view name, in `metadata_props` or version tags.
 pub const KEY_FEATURE_VIEW: &str = "stockcast.feature_view";
 /// Key of the feature view version (an integer >= 1).
@@ -224,6 +302,20 @@ mod tests {
         let bytes = encode_model(&contract().to_props(), 10);
         let props = metadata_props(&bytes).unwrap_or_default();
         assert_eq!(Contract::from_props(&props, "m"), Ok(Some(contract())));
+    }
+
+    #[test]
+    fn metadata_is_read_without_loading_the_rest() {
+        let bytes = encode_model(&contract().to_props(), 100_000);
+        let props = read_metadata_props(std::io::Cursor::new(&bytes)).unwrap_or_default();
+        assert_eq!(Contract::from_props(&props, "m"), Ok(Some(contract())));
+        assert_eq!(Ok(props), metadata_props(&bytes));
+        let truncated = &bytes[..bytes.len() - 10];
+        let err = read_metadata_props(std::io::Cursor::new(truncated)).unwrap_err();
+        assert!(err.contains("runs past the end"), "{err}");
+        let err = read_metadata_props(std::io::Cursor::new(b"\x0bnot onnx")).unwrap_err();
+        assert!(err.contains("not an ONNX model"), "{err}");
+        assert!(read_metadata_props(std::io::Cursor::new(b"")).is_err());
     }
 
     #[test]

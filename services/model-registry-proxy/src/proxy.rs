@@ -263,19 +263,22 @@ impl Proxy {
         let (cached, path, temporary) = self.artifact(&info).await?;
         let key = (info.name.clone(), info.version, cached.sha256.clone());
         let known = lock(&self.metadata).get(&key).cloned();
+        let known_props = known.is_some();
         let props = match known {
             Some(props) => props,
             None => {
-                let read = tokio::fs::read(&path).await;
+                let file = path.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let file = std::fs::File::open(&file).map_err(|e| {
+                        format!("reading the cached artifact {}: {e}", file.display())
+                    })?;
+                    onnx::read_metadata_props(std::io::BufReader::new(file))
+                })
+                .await;
                 if temporary {
                     let _ = tokio::fs::remove_file(&path).await;
                 }
-                let bytes = read.map_err(|e| CacheError::Disk {
-                    path: path.display().to_string(),
-                    error: e.to_string(),
-                })?;
-                let props = tokio::task::spawn_blocking(move || onnx::metadata_props(&bytes))
-                    .await
+                let props = read
                     .map_err(|e| Error::FailedPrecondition(format!("reading ONNX: {e}")))?
                     .map_err(|e| {
                         Error::FailedPrecondition(format!(
@@ -287,6 +290,9 @@ impl Proxy {
                 props
             }
         };
+        if temporary && known_props {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
         let contract = onnx::contract_of(Some(&props), &info.tags).map_err(|e| {
             Error::FailedPrecondition(format!(
                 "models:/{}/{} declares an unusable contract: {e}",
