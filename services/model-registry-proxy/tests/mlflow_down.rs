@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use stockcast_model_registry_proxy::registry::{ArtifactFormat, MlflowRegistry, Registry};
 use stockcast_proto::stockcast::registry::v1 as pb;
-use support::harness::{Harness, Kind, Spec, fetch, mlflow_settings, model_name, register, sha256};
+use support::harness::{
+    Harness, Kind, Spec, fetch, mlflow_settings, model_name, register, resolve, sha256,
+};
 use support::venv::OwnMlflow;
 use tonic::Code;
 
@@ -46,11 +48,7 @@ async fn cached_resolutions_and_artifacts_are_served_while_mlflow_is_down() {
         .await
         .unwrap();
     let uri = format!("models:/{name}@champion");
-    let fresh = client
-        .resolve_model(pb::ResolveModelRequest { uri: uri.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let fresh = resolve(&mut client, &uri).await.unwrap();
     assert!(!fresh.served_from_cache && fresh.cached_at.is_none());
     let (header, got, _) = fetch(&mut client, &uri, 0, 0).await.unwrap();
     assert!(!header.served_from_cache);
@@ -58,11 +56,7 @@ async fn cached_resolutions_and_artifacts_are_served_while_mlflow_is_down() {
 
     mlflow.kill();
 
-    let cached = client
-        .resolve_model(pb::ResolveModelRequest { uri: uri.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let cached = resolve(&mut client, &uri).await.unwrap();
     assert!(cached.served_from_cache, "marked as served from cache");
     assert!(cached.cached_at.is_some());
     let version = cached.version.unwrap();
@@ -81,10 +75,7 @@ async fn cached_resolutions_and_artifacts_are_served_while_mlflow_is_down() {
     assert_eq!(tail, bytes[150_000..]);
 
     // What the proxy never resolved cannot be made up.
-    let unknown = client
-        .resolve_model(pb::ResolveModelRequest {
-            uri: format!("models:/{name}/2"),
-        })
+    let unknown = resolve(&mut client, &format!("models:/{name}/2"))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::Unavailable, "{unknown:?}");
@@ -110,13 +101,7 @@ async fn cached_resolutions_and_artifacts_are_served_while_mlflow_is_down() {
     let h = Harness::start_on(Kind::Mlflow, registry, Duration::ZERO, dirs).await;
     let mut client = h.client.clone();
     let pinned = format!("models:/{name}/1");
-    let cached = client
-        .resolve_model(pb::ResolveModelRequest {
-            uri: pinned.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let cached = resolve(&mut client, &pinned).await.unwrap();
     assert!(cached.served_from_cache);
     let version = cached.version.unwrap();
     assert_eq!(version.sha256, sha256(&bytes));
@@ -124,10 +109,7 @@ async fn cached_resolutions_and_artifacts_are_served_while_mlflow_is_down() {
     let (header, got, _) = fetch(&mut client, &pinned, 0, 0).await.unwrap();
     assert!(header.served_from_cache);
     assert_eq!(got, bytes);
-    let alias = client
-        .resolve_model(pb::ResolveModelRequest { uri })
-        .await
-        .unwrap_err();
+    let alias = resolve(&mut client, &uri).await.unwrap_err();
     assert_eq!(
         alias.code(),
         Code::Unavailable,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use stockcast_model_registry_proxy::onnx::metadata_props;
 use stockcast_proto::stockcast::registry::v1 as pb;
-use support::harness::{Harness, Kind, fetch, model_name, sha256};
+use support::harness::{Harness, Kind, fetch, model_name, resolve, sha256};
 use support::venv::venv_bin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,13 +46,7 @@ async fn a_model_logged_with_the_mlflow_client_is_resolved_and_fetched() {
     let h = Harness::start(Kind::Mlflow, Duration::ZERO).await;
     let mut client = h.client.clone();
     let uri = format!("models:/{name}@champion");
-    let version = client
-        .resolve_model(pb::ResolveModelRequest { uri: uri.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .version
-        .unwrap();
+    let version = resolve(&mut client, &uri).await.unwrap().version.unwrap();
     assert_eq!(
         version.model.as_ref().unwrap().version,
         logged["version"].as_i64().unwrap()

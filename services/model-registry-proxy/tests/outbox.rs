@@ -7,14 +7,12 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use stockcast_bus::{BusError, Consumer, Delivery, EventBus, MemoryBus, Record};
-use stockcast_model_registry_proxy::registry::{LocalRegistry, Registry};
 use stockcast_proto::stockcast::events::v1::ModelEvent;
 use stockcast_proto::stockcast::registry::v1 as pb;
-use support::harness::{Harness, Kind, Spec, audit_of, model_name, register};
+use support::harness::{Harness, Spec, audit_of, model_name, register};
 
 /// An in-process bus whose publishes fail while `down` is set.
 #[derive(Debug, Default)]
@@ -68,22 +66,8 @@ fn promote(name: &str, version: i64) -> pb::SetAliasRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_not_published_is_sent_with_the_next_change() {
-    let dirs = tempfile::tempdir().unwrap();
-    let registry: Arc<dyn Registry> = Arc::new(
-        LocalRegistry::open(dirs.path().join("models"))
-            .await
-            .unwrap(),
-    );
     let bus = Arc::new(FlakyBus::default());
-    let h = Harness::start_with_bus(
-        Kind::Local,
-        registry,
-        Some(bus.clone() as Arc<dyn EventBus>),
-        Duration::ZERO,
-        dirs,
-        &|_| {},
-    )
-    .await;
+    let h = Harness::start_local(Some(bus.clone() as Arc<dyn EventBus>), &|_| {}).await;
     let name = model_name("outbox");
     register(&*h.registry, &name, Spec::default()).await;
     register(&*h.registry, &name, Spec::default()).await;

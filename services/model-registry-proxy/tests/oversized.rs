@@ -4,25 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use stockcast_model_registry_proxy::registry::{LocalRegistry, Registry};
-use stockcast_proto::stockcast::registry::v1 as pb;
-use support::harness::{Harness, Kind, Spec, fetch, model_name, register, sha256};
+use support::harness::{Harness, Spec, fetch, model_name, register, resolve, sha256};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_larger_than_the_cache_is_served_and_not_kept() {
-    let dirs = tempfile::tempdir().unwrap();
-    let registry: Arc<dyn Registry> = Arc::new(
-        LocalRegistry::open(dirs.path().join("models"))
-            .await
-            .unwrap(),
-    );
-    let h = Harness::start_with_bus(Kind::Local, registry, None, Duration::ZERO, dirs, &|s| {
-        s.cache.max_bytes = 50_000;
-    })
-    .await;
+    let h = Harness::start_local(None, &|s| s.cache.max_bytes = 50_000).await;
     let name = model_name("big");
     let mut spec = Spec {
         padding: 200_000,
@@ -35,13 +21,7 @@ async fn an_artifact_larger_than_the_cache_is_served_and_not_kept() {
     let mut client = h.client.clone();
     for version in [1, 2] {
         let uri = format!("models:/{name}/{version}");
-        let resolved = client
-            .resolve_model(pb::ResolveModelRequest { uri: uri.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .version
-            .unwrap();
+        let resolved = resolve(&mut client, &uri).await.unwrap().version.unwrap();
         assert_eq!(resolved.sha256, sha256(&bytes));
         assert!(resolved.contract.is_some());
         let (header, got, _) = fetch(&mut client, &uri, 1000, 0).await.unwrap();

@@ -82,6 +82,21 @@ impl Harness {
         Self::start_on(kind, registry, poll, dirs).await
     }
 
+    /// A proxy on a fresh local registry, publishing on `bus` (in-process when `None`),
+    /// without polling, with settings adjusted by `configure`.
+    pub async fn start_local(
+        bus: Option<Arc<dyn EventBus>>,
+        configure: &dyn Fn(&mut Settings),
+    ) -> Self {
+        let dirs = tempfile::tempdir().expect("tempdir");
+        let registry: Arc<dyn Registry> = Arc::new(
+            LocalRegistry::open(dirs.path().join("models"))
+                .await
+                .expect("local registry"),
+        );
+        Self::start_with_bus(Kind::Local, registry, bus, Duration::ZERO, dirs, configure).await
+    }
+
     /// A proxy on `registry`, with its cache under `dirs`.
     pub async fn start_on(
         kind: Kind,
@@ -367,4 +382,17 @@ pub async fn audit_of(
         .unwrap()
         .into_inner()
         .entries
+}
+
+/// Resolves `uri` through the proxy.
+pub async fn resolve(
+    client: &mut ModelRegistryServiceClient<Channel>,
+    uri: &str,
+) -> Result<pb::ResolveModelResponse, tonic::Status> {
+    client
+        .resolve_model(pb::ResolveModelRequest {
+            uri: uri.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
 }
