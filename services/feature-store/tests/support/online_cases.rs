@@ -324,6 +324,26 @@ pub async fn views_and_versions_are_isolated(store: Arc<dyn OnlineStore>) {
     assert_eq!(read, vec![None, None]);
 }
 
+/// Event times compare as numbers, before the epoch and across digit counts too.
+pub async fn event_times_compare_as_numbers(store: Arc<dyn OnlineStore>) {
+    let view = view();
+    let key = "OLD";
+    // Each time is newer than the one before; a text comparison would get most wrong.
+    let times: [Ts; 9] = [-3_600, -100, -60, -9, 0, 9, 10, 100, T0];
+    for pair in times.windows(2) {
+        assert!(put(store.as_ref(), &view, key, pair[1], &[pair[1] as f64]).await);
+        assert!(!put(store.as_ref(), &view, key, pair[0], &[0.0]).await);
+    }
+    let stored = read_one(store.as_ref(), &view, key).await.unwrap();
+    assert_eq!((stored.event_time, stored.values), (T0, vec![T0 as f64]));
+
+    assert!(put(store.as_ref(), &view, "NEG", -100, &[1.0]).await);
+    assert!(!put(store.as_ref(), &view, "NEG", -3_600, &[2.0]).await);
+    assert!(put(store.as_ref(), &view, "NEG", -60, &[3.0]).await);
+    let stored = read_one(store.as_ref(), &view, "NEG").await.unwrap();
+    assert_eq!((stored.event_time, stored.values), (-60, vec![3.0]));
+}
+
 /// Turns every case into a `#[tokio::test]`; `$make` is an expression (awaited) that builds
 /// a fresh `Arc<dyn OnlineStore>`.
 #[macro_export]
@@ -337,6 +357,7 @@ macro_rules! online_store_cases {
             concurrent_writers_end_with_the_newest,
             keys_expire_after_their_ttl,
             views_and_versions_are_isolated,
+            event_times_compare_as_numbers,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
