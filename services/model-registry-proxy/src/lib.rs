@@ -155,12 +155,7 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let topic = settings.topics.model_events.clone();
     let partitions = settings.topics.partitions;
-    retry(
-        "creating the model-events topic",
-        || deps.bus.ensure_topic(&topic, partitions),
-        |_| true,
-    )
-    .await?;
+    stockcast_bus::ensure_topics(&*deps.bus, &[&topic], partitions).await?;
     let cache = ArtifactCache::open(&settings.cache.dir, settings.cache.max_bytes).await?;
     let proxy = Arc::new(Proxy::new(
         deps.registry.clone(),
