@@ -88,6 +88,14 @@ impl DeadLetter {
         message: &Message,
         consumer_group: &str,
     ) -> Result<Delivery, BusError> {
+        let topic = dead_letter_topic(&message.topic);
+        bus.publish(&topic, self.for_consumed(message, consumer_group))
+            .await
+    }
+
+    /// The dead-letter record of a consumed record, to publish on
+    /// `dead_letter_topic(&message.topic)` (with others, in one `publish_batch`).
+    pub fn for_consumed(self, message: &Message, consumer_group: &str) -> Record {
         let origin = Origin::Kafka(KafkaOrigin {
             topic: message.topic.clone(),
             partition: message.partition,
@@ -96,14 +104,12 @@ impl DeadLetter {
             consumer_group: consumer_group.to_owned(),
         });
         let payload_type = message.message_type().unwrap_or_default().to_owned();
-        let topic = dead_letter_topic(&message.topic);
-        let record = self.record(
+        self.record(
             message.key.clone(),
             origin,
             message.payload.to_vec(),
             payload_type,
-        );
-        bus.publish(&topic, record).await
+        )
     }
 
     /// A dead-letter record for input that never was on the bus (a pushed bar, a CSV row),

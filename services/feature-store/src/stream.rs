@@ -291,20 +291,26 @@ impl Processor {
         // 1. decode; dead-letter what cannot be used.
         let mut groups: BTreeMap<(String, Interval), Vec<Incoming>> = BTreeMap::new();
         let now = chrono::Utc::now().timestamp();
+        let mut letters: BTreeMap<String, Vec<stockcast_bus::Record>> = BTreeMap::new();
         for message in batch {
             match self.decode(message, now) {
                 Ok(bar) => groups
                     .entry((bar.symbol.clone(), bar.interval))
                     .or_default()
                     .push(Incoming { bar }),
-                Err(letter) => {
-                    letter
-                        .publish_consumed(self.bus.as_ref(), message, &self.settings.group)
-                        .await
-                        .map_err(Failure::Bus)?;
-                    stats.dead_letters += 1;
-                }
+                Err(letter) => letters
+                    .entry(stockcast_bus::dead_letter_topic(&message.topic))
+                    .or_default()
+                    .push(letter.for_consumed(message, &self.settings.group)),
             }
+        }
+        // One acknowledged publish per dead-letter topic, before anything is committed.
+        for (topic, records) in letters {
+            stats.dead_letters += records.len() as u64;
+            self.bus
+                .publish_batch(&topic, records)
+                .await
+                .map_err(Failure::Bus)?;
         }
         self.check_fail(FailPoint::AfterConsume)?;
 

@@ -110,11 +110,13 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     .await?;
     // Daily bars, every symbol from the same start.
     let per_symbol = args.bars.div_ceil(args.symbols.max(1));
-    let start = chrono::Utc::now().timestamp() / 86_400 * 86_400 - (per_symbol as i64 + 2) * 86_400;
+    // The generator skips weekends: 5 bars per 7 days, all in the past.
+    let days = per_symbol as i64 * 7 / 5 + 10;
+    let start = chrono::Utc::now().timestamp() / 86_400 * 86_400 - days * 86_400;
     let mut records = Vec::with_capacity(args.bars);
     let mut paths = Vec::new();
     for s in 0..args.symbols.max(1) {
-        let symbol = format!("F{s}{id}");
+        let symbol = format!("F{s}X{}", id.trim_start_matches("bench"));
         paths.push(
             SyntheticPath::new(&symbol, Interval::D1, start, &SyntheticParams::default())
                 .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -210,13 +212,19 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     stop.trigger();
     let stats = task.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        stats.dead_letters == 0,
+        "{} events were dead-lettered",
+        stats.dead_letters
+    );
     println!(
-        "features-consume: {total} bars in {:.2} s = {:.0} bars/s end to end (from subscribe; {:.0} bars/s after the first commit), {} rows, {} symbols, batch {}, {} partitions",
+        "features-consume: {total} bars in {:.2} s = {:.0} bars/s end to end (from subscribe; {:.0} bars/s after the first commit), {} rows, {} dead letters, {} symbols, batch {}, {} partitions",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         first.map_or(0.0, |f| total as f64
             / f.elapsed().max(Duration::from_millis(1)).as_secs_f64()),
         stats.rows,
+        stats.dead_letters,
         args.symbols,
         args.batch,
         args.partitions,

@@ -66,6 +66,48 @@ async fn load_demo_data(ingestion: SocketAddr) -> anyhow::Result<()> {
     .await
 }
 
+/// Waits until the feature store serves the demo symbols, and logs their vectors' status.
+async fn show_features(feature_store: SocketAddr) -> anyhow::Result<()> {
+    use stockcast_proto::stockcast::features::v1 as pb;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{feature_store}"))?
+        .connect()
+        .await?;
+    let mut client = pb::feature_store_service_client::FeatureStoreServiceClient::new(channel);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = client
+            .get_online_features(pb::GetOnlineFeaturesRequest {
+                feature_view: "default".to_owned(),
+                feature_view_version: 0,
+                symbols: DEMO_SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
+            })
+            .await?
+            .into_inner();
+        let found = reply
+            .vectors
+            .iter()
+            .all(|v| v.status != pb::FeatureStatus::NotFound as i32);
+        if found || tokio::time::Instant::now() >= deadline {
+            for v in &reply.vectors {
+                let status = pb::FeatureStatus::try_from(v.status)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?");
+                let event_time = v.event_time.map(|t| t.seconds).unwrap_or_default();
+                tracing::info!(
+                    symbol = %v.symbol,
+                    status,
+                    event_time = %chrono::DateTime::from_timestamp(event_time, 0).unwrap_or_default(),
+                    features = reply.feature_names.len(),
+                    "online features"
+                );
+            }
+            anyhow::ensure!(found, "the feature store has not served every demo symbol within 60 s");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn run(args: DemoArgs) -> ExitCode {
     match demo(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,6 +176,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let ingestion = endpoints[0].1;
         if let Err(error) = load_demo_data(ingestion).await {
             tracing::error!("demo data: {error:#}");
+        } else if let Err(error) = show_features(endpoints[1].1).await {
+            tracing::error!("demo features: {error:#}");
         }
     }
 

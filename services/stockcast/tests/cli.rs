@@ -157,4 +157,11 @@ fn the_demo_starts_every_service_and_stops_after_its_duration() {
         logs.contains("backfill done"),
         "the demo generates bars:\n{logs}"
     );
+    // The feature store consumed them and serves the default view for every demo symbol.
+    let served = logs
+        .lines()
+        .filter(|l| l.contains("online features") && l.contains("DEMO."))
+        .count();
+    assert_eq!(served, 5, "the demo serves features:\n{logs}");
+    assert!(!logs.contains("NOT_FOUND"), "{logs}");
 }
