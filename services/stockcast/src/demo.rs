@@ -101,7 +101,10 @@ async fn show_features(feature_store: SocketAddr) -> anyhow::Result<()> {
                     "online features"
                 );
             }
-            anyhow::ensure!(found, "the feature store has not served every demo symbol within 60 s");
+            anyhow::ensure!(
+                found,
+                "the feature store has not served every demo symbol within 60 s"
+            );
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
