@@ -185,7 +185,7 @@ pub fn view_to_proto(view: &View) -> pb::FeatureView {
             nanos: view.max_age.subsec_nanos() as i32,
         }),
         warmup_bars: view.warmup_bars as i32,
-        created_at: None,
+        created_at: view.created_at.map(seconds_to_proto),
     }
 }
 

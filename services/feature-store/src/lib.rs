@@ -117,22 +117,23 @@ pub async fn serve(
     deps: Deps,
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
-    let catalog =
-        Arc::new(Catalog::new(&settings.views).map_err(|e| StartError::Config(e.to_string()))?);
+    let mut catalog =
+        Catalog::new(&settings.views).map_err(|e| StartError::Config(e.to_string()))?;
     // A version's definition may never change once it was served.
-    for view in catalog.views() {
-        if let Some(stored) = deps
+    for view in catalog.views_mut() {
+        let recorded = deps
             .offline
             .register_view(&view.id, &view.definition)
-            .await?
-            && stored != view.definition
-        {
+            .await?;
+        if recorded.definition != view.definition {
             return Err(StartError::Config(format!(
-                "feature view {} was served with another definition; declare the change as a new version (stored: {stored}; configured: {})",
-                view.id, view.definition
+                "feature view {} was served with another definition; declare the change as a new version (stored: {}; configured: {})",
+                view.id, recorded.definition, view.definition
             )));
         }
+        view.created_at = Some(recorded.registered_at);
     }
+    let catalog = Arc::new(catalog);
     let topic = settings.topics.bars.clone();
     stockcast_bus::ensure_topics(
         &*deps.bus,

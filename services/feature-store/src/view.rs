@@ -120,6 +120,9 @@ pub struct View {
     pub warmup_bars: usize,
     /// Feature names in vector order.
     pub names: Vec<String>,
+    /// When this version was first served (recorded in the offline store); `None` until the
+    /// service has registered it.
+    pub created_at: Option<Ts>,
     /// The canonical definition (JSON of the spec without `current`/`description`), recorded
     /// in the offline store so that a changed definition under an old version is refused.
     pub definition: String,
@@ -529,6 +532,7 @@ impl View {
             features,
             warmup_bars,
             names,
+            created_at: None,
             definition: canonical.to_string(),
         })
     }
@@ -675,6 +679,11 @@ impl Catalog {
     /// Every view version, ordered by name then version.
     pub fn views(&self) -> &[View] {
         &self.views
+    }
+
+    /// Every view version, to fill in what the stores know (creation times).
+    pub fn views_mut(&mut self) -> &mut [View] {
+        &mut self.views
     }
 
     /// The view `name` at `version`, or its current version for 0.

@@ -30,13 +30,11 @@ async fn a_file_database_survives_a_reopen() {
     let view = offline_cases::view(1);
     {
         let store = open(&settings).await.unwrap();
-        assert_eq!(store.register_view(&view, "{}").await.unwrap(), None);
+        assert!(store.register_view(&view, "{}").await.unwrap().new);
     }
     let store = open(&settings).await.unwrap();
-    assert_eq!(
-        store.register_view(&view, "{\"x\":1}").await.unwrap(),
-        Some("{}".to_owned())
-    );
+    let recorded = store.register_view(&view, "{\"x\":1}").await.unwrap();
+    assert_eq!((recorded.new, recorded.definition.as_str()), (false, "{}"));
 }
 
 #[tokio::test]

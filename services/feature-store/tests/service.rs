@@ -879,6 +879,12 @@ async fn feature_views_are_listed_in_pages_and_described() {
         .unwrap();
     assert_eq!((v.version, v.current), (1, true));
     assert_eq!(v.warmup_bars, 50);
+    // Recorded when the version was first served: by this test's service, moments ago.
+    let created = v.created_at.expect("created_at").seconds;
+    assert!(
+        (chrono::Utc::now().timestamp() - created).abs() < 600,
+        "created_at {created}"
+    );
     assert_eq!(v.max_age.unwrap().seconds, 4 * DAY);
     assert_eq!(
         v.interval,

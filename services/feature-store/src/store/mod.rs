@@ -164,6 +164,17 @@ pub struct ViewWrite {
     pub states: Vec<StateSnapshot>,
 }
 
+/// A view version as recorded in the offline store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredView {
+    /// The canonical definition recorded the first time the version was served.
+    pub definition: String,
+    /// When that was.
+    pub registered_at: Ts,
+    /// Whether this call recorded it.
+    pub new: bool,
+}
+
 /// A materialization chunk completed by a [`WriteBatch`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkDone {
@@ -333,13 +344,13 @@ pub trait OfflineStore: Send + Sync + fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Records the canonical definition (JSON) of a view version the first time it is
-    /// served, and returns the definition already recorded for it, if any. The caller
-    /// refuses to serve a version whose definition changed.
+    /// served, and returns what is recorded for it (the first definition, never replaced).
+    /// The caller refuses to serve a version whose definition changed.
     async fn register_view(
         &self,
         view: &ViewId,
         definition: &str,
-    ) -> Result<Option<String>, StoreError>;
+    ) -> Result<RegisteredView, StoreError>;
 
     /// Applies `batch` in one transaction: all of it or none of it.
     async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::offline::{OfflineSettings, last_per_key, span_plan, sqlx_error, valid_schema};
 use super::{
     FeatureRow, HistoricalRow, JobRecord, JobState, OfflineStore, OnlineVector, PointInTimeQuery,
-    SpanQuery, StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
+    RegisteredView, SpanQuery, StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -549,7 +549,7 @@ impl OfflineStore for PostgresOffline {
         &self,
         view: &ViewId,
         definition: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<RegisteredView, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO views (view, version, definition) VALUES ($1, $2, $3) \
              ON CONFLICT (view, version) DO NOTHING",
@@ -561,18 +561,20 @@ impl OfflineStore for PostgresOffline {
         .await
         .map_err(pg)?
         .rows_affected();
-        if inserted == 1 {
-            return Ok(None);
-        }
         // A new statement, so a definition committed concurrently is seen.
-        let existing: String =
-            sqlx::query_scalar("SELECT definition FROM views WHERE view = $1 AND version = $2")
-                .bind(view.name.as_str())
-                .bind(view.version)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(pg)?;
-        Ok(Some(existing))
+        let (definition, registered_at): (String, i64) = sqlx::query_as(
+            "SELECT definition, extract(epoch FROM registered_at)::int8 FROM views WHERE view = $1 AND version = $2",
+        )
+        .bind(view.name.as_str())
+        .bind(view.version)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(RegisteredView {
+            definition,
+            registered_at,
+            new: inserted == 1,
+        })
     }
 
     async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {

@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use super::offline::{OfflineSettings, decode_vector, encode_vector, label, span_plan, sqlx_error};
 use super::{
-    HistoricalRow, JobRecord, JobState, OfflineStore, OnlineVector, PointInTimeQuery, SpanQuery,
-    StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
+    HistoricalRow, JobRecord, JobState, OfflineStore, OnlineVector, PointInTimeQuery,
+    RegisteredView, SpanQuery, StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -299,7 +299,7 @@ impl OfflineStore for SqliteOffline {
         &self,
         view: &ViewId,
         definition: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<RegisteredView, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO views (view, version, definition) VALUES (?1, ?2, ?3) \
              ON CONFLICT (view, version) DO NOTHING",
@@ -311,17 +311,20 @@ impl OfflineStore for SqliteOffline {
         .await
         .map_err(lite)?
         .rows_affected();
-        if inserted == 1 {
-            return Ok(None);
-        }
-        let existing: String =
-            sqlx::query_scalar("SELECT definition FROM views WHERE view = ?1 AND version = ?2")
-                .bind(view.name.as_str())
-                .bind(view.version)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(lite)?;
-        Ok(Some(existing))
+        // A new statement, so a definition committed concurrently is seen.
+        let (definition, registered_at): (String, i64) = sqlx::query_as(
+            "SELECT definition, registered_at FROM views WHERE view = ?1 AND version = ?2",
+        )
+        .bind(view.name.as_str())
+        .bind(view.version)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(lite)?;
+        Ok(RegisteredView {
+            definition,
+            registered_at,
+            new: inserted == 1,
+        })
     }
 
     async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {

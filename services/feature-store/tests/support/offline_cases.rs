@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use stockcast_feature_store::store::{
     ChunkDone, FeatureRow, HistoricalRow, JobRecord, JobState, OfflineStore, OnlineVector,
-    PointInTimeQuery, SpanQuery, StateSnapshot, StoreError, Ts, ViewId, ViewWrite, WriteBatch,
+    PointInTimeQuery, RegisteredView, SpanQuery, StateSnapshot, StoreError, Ts, ViewId, ViewWrite,
+    WriteBatch,
 };
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
@@ -137,29 +138,39 @@ pub async fn ping_answers(store: Arc<dyn OfflineStore>) {
 }
 
 pub async fn register_view_returns_the_previous_definition(store: Arc<dyn OfflineStore>) {
+    let before = chrono::Utc::now().timestamp() - 5;
+    let first = store.register_view(&view(1), "{\"a\":1}").await.unwrap();
+    assert!(first.new);
+    assert_eq!(first.definition, "{\"a\":1}");
+    assert!(first.registered_at >= before, "{first:?}");
+    let again = store.register_view(&view(1), "{\"a\":1}").await.unwrap();
+    assert!(!again.new);
     assert_eq!(
-        store.register_view(&view(1), "{\"a\":1}").await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store.register_view(&view(1), "{\"a\":1}").await.unwrap(),
-        Some("{\"a\":1}".to_owned())
+        again,
+        RegisteredView {
+            new: false,
+            ..first.clone()
+        }
     );
     // A changed definition is not recorded: the first one stays.
+    let changed = store.register_view(&view(1), "{\"a\":2}").await.unwrap();
     assert_eq!(
-        store.register_view(&view(1), "{\"a\":2}").await.unwrap(),
-        Some("{\"a\":1}".to_owned())
+        (changed.new, changed.definition.as_str()),
+        (false, "{\"a\":1}")
     );
-    assert_eq!(
-        store.register_view(&view(2), "{\"a\":2}").await.unwrap(),
-        None
+    assert!(
+        store
+            .register_view(&view(2), "{\"a\":2}")
+            .await
+            .unwrap()
+            .new
     );
-    assert_eq!(
+    assert!(
         store
             .register_view(&ViewId::new("other", 1), "{}")
             .await
-            .unwrap(),
-        None
+            .unwrap()
+            .new
     );
 }
 
