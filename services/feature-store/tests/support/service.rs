@@ -275,7 +275,8 @@ pub async fn online(
         .into_inner()
 }
 
-/// Waits until the online vector of each series' symbol has the event time of its last bar.
+/// Waits until the online vector of each series' symbol has the event time of its last bar,
+/// and every bar's row is in the offline store.
 pub async fn await_online(
     client: &FeatureStoreServiceClient<Channel>,
     view: &View,
@@ -300,6 +301,19 @@ pub async fn await_online(
                 .map(|v| v.event_time.map_or(0, |t| t.seconds))
                 .collect();
             (got == want).then_some(())
+        }
+    })
+    .await;
+    // The online write precedes the offline transaction: wait for the rows as well.
+    let total: usize = all.iter().map(|s| s.len()).sum();
+    eventually("offline rows of every bar", || {
+        let mut client = client.clone();
+        let symbols = symbols.clone();
+        let name = view.id.name.clone();
+        let version = view.id.version;
+        async move {
+            let rows = span_rows(&mut client, &name, version, &symbols).await;
+            (rows.len() == total).then_some(())
         }
     })
     .await;
