@@ -27,12 +27,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::TraceContextExt as _;
 use serde::{Deserialize, Serialize};
 use stockcast_bus::{BusError, Consumer, DeadLetter, EventBus, Message, Offsets};
 use stockcast_market::{Bar, Interval, ValidationSettings, Validator};
 use stockcast_proto::stockcast::events::v1::MarketBarEvent;
 use stockcast_proto::stockcast::types::v1::RejectReason;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::SERVICE;
 use crate::store::{
@@ -209,8 +211,9 @@ impl Processor {
             };
             self.batches += 1;
             let mut delay = Duration::from_millis(self.settings.retry_ms.max(1));
+            let span = batch_span(&batch);
             loop {
-                match self.process(&batch).await {
+                match self.process(&batch).instrument(span.clone()).await {
                     Ok(stats) => {
                         self.totals += stats;
                         break;
@@ -614,6 +617,29 @@ impl Processor {
         }
         Ok((state, rows))
     }
+}
+
+/// Most producer traces linked from one batch's span.
+const MAX_LINKS: usize = 32;
+
+/// The span of one batch: a child of the first event's producer trace (so a trace shows the
+/// hop from ingestion to the feature store), linked to the other events' traces.
+fn batch_span(batch: &[Message]) -> tracing::Span {
+    let span = tracing::info_span!("feature_batch", events = batch.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, message) in batch.iter().enumerate() {
+        let cx = message.trace_context();
+        let remote = cx.span().span_context().clone();
+        if !remote.is_valid() || !seen.insert(remote.trace_id()) {
+            continue;
+        }
+        if i == 0 {
+            let _ = span.set_parent(cx);
+        } else if seen.len() <= MAX_LINKS {
+            span.add_link(remote);
+        }
+    }
+    span
 }
 
 enum Failure {

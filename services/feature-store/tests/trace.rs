@@ -1,0 +1,68 @@
+//! A trace crosses the bus: the span of the batch that computes features from a bar is a
+//! child of the span that published it (W3C context in the record headers).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/stream_cases.rs"]
+mod stream_cases;
+
+use std::sync::Arc;
+
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use stockcast_feature_store::store::memory::MemoryOnline;
+use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::view::{View, default_view};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feature_batch_span_continues_the_publishers_trace() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let b = stream_cases::Backends {
+        bus: Arc::new(stockcast_bus::MemoryBus::new()),
+        online: Arc::new(MemoryOnline::new()),
+        offline: open(&OfflineSettings::default()).await.unwrap(),
+    };
+    let (topic, group) = stream_cases::topic(&*b.bus, "fs-trace").await;
+    let bars = stream_cases::series("TRACE", 3, 1.0);
+    let span = tracing::info_span!("publish");
+    let published = span.context().span().span_context().clone();
+    assert!(published.is_valid(), "the publishing span is sampled");
+    stream_cases::publish(&*b.bus, &topic, &bars)
+        .instrument(span)
+        .await;
+
+    let view = View::compile(&default_view()).unwrap();
+    let catalog = stream_cases::catalog(&[default_view()]);
+    let symbols = vec!["TRACE".to_owned()];
+    stream_cases::run_until(
+        stream_cases::processor(&b, &catalog, stream_cases::settings(&group, 10)),
+        &topic,
+        || async { stream_cases::count_rows(&*b.offline, &view.id, &symbols).await >= 3 },
+    )
+    .await
+    .unwrap();
+
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let batch = spans
+        .iter()
+        .find(|s| s.name == "feature_batch")
+        .unwrap_or_else(|| {
+            panic!(
+                "no feature_batch span in {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(batch.span_context.trace_id(), published.trace_id());
+    assert_eq!(batch.parent_span_id, published.span_id());
+}
