@@ -218,6 +218,21 @@ fn job_to_proto(job: &JobRecord) -> pb::MaterializationJob {
     }
 }
 
+/// The range of `google.protobuf.Timestamp`: 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z.
+const MIN_SECONDS: i64 = -62_135_596_800;
+const MAX_SECONDS: i64 = 253_402_300_799;
+
+fn check_seconds(field: &str, seconds: i64) -> Result<(), Status> {
+    if (MIN_SECONDS..=MAX_SECONDS).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{seconds} s is outside the timestamp range (years 0001 to 9999)"),
+        ))
+    }
+}
+
 fn time_range(
     field: &'static str,
     range: Option<&types::TimeRange>,
@@ -228,6 +243,8 @@ fn time_range(
     };
     let from = range.start.as_ref().map(|t| t.seconds).unwrap_or(0);
     let until = range.end.as_ref().map(|t| t.seconds).unwrap_or(now + 1);
+    check_seconds(&format!("{field}.start"), from)?;
+    check_seconds(&format!("{field}.end"), until)?;
     if from >= until {
         return Err(invalid(
             field,
@@ -343,6 +360,7 @@ impl FeatureStoreService for Api {
                             "is missing",
                         ));
                     };
+                    check_seconds(&format!("entity_rows.rows[{i}].timestamp"), ts.seconds)?;
                     // Whole seconds, rounded down: nothing after the as-of instant is used.
                     entities.push((row.symbol, ts.seconds));
                 }
@@ -478,7 +496,8 @@ impl FeatureStoreService for Api {
         }
         let view = view_of(&self.catalog, &req.name, req.version).map_err(|s| {
             if s.code() == tonic::Code::InvalidArgument {
-                invalid("version", s.message())
+                // view_of names the request fields of the feature calls.
+                Status::invalid_argument(s.message().replace("feature_view_version", "version"))
             } else {
                 s
             }

@@ -143,7 +143,7 @@ pub struct Processor {
     validator: Validator,
     /// Engine state per (view index in the catalog, symbol), valid while it matches the
     /// stored snapshot.
-    cache: HashMap<(usize, String), ViewState>,
+    cache: HashMap<(usize, String), (ViewState, Vec<u8>)>,
     fail: FailPoint,
     batches: usize,
     committed: Arc<std::sync::atomic::AtomicU64>,
@@ -152,8 +152,18 @@ pub struct Processor {
 }
 
 /// One decoded event of a batch.
+#[derive(Clone)]
 struct Incoming {
     bar: Bar,
+}
+
+/// A decoded batch.
+struct Prepared {
+    events: u64,
+    /// Usable bars in arrival order, by (symbol, interval).
+    groups: BTreeMap<(String, Interval), Vec<Incoming>>,
+    /// Dead letters by dead-letter topic.
+    letters: BTreeMap<String, Vec<stockcast_bus::Record>>,
 }
 
 impl Processor {
@@ -203,17 +213,60 @@ impl Processor {
     ) -> Result<BatchStats, StreamError> {
         let mut consumer = self.bus.subscribe(&self.settings.group, &[topic]).await?;
         tokio::pin!(stop);
+        let first_delay = Duration::from_millis(self.settings.retry_ms.max(1));
+        let mut consume_delay = first_delay;
         loop {
             let batch = tokio::select! {
                 biased;
                 () = &mut stop => return Ok(self.totals),
-                batch = self.next_batch(consumer.as_mut()) => batch?,
+                batch = self.next_batch(consumer.as_mut()) => batch,
+            };
+            let batch = match batch {
+                Ok(batch) => {
+                    consume_delay = first_delay;
+                    batch
+                }
+                Err(BusError::Closed) => return Err(StreamError::Bus(BusError::Closed)),
+                Err(e) => {
+                    // Broker trouble: nothing was taken from the consumer, so nothing is
+                    // lost; wait and read again.
+                    metrics::counter!("stockcast_features_consume_errors_total").increment(1);
+                    warn!(error = %e, retry_in_ms = consume_delay.as_millis() as u64, "consuming market bars failed; retrying");
+                    tokio::select! {
+                        biased;
+                        () = &mut stop => return Ok(self.totals),
+                        () = tokio::time::sleep(consume_delay) => {}
+                    }
+                    consume_delay = (consume_delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
             };
             self.batches += 1;
-            let mut delay = Duration::from_millis(self.settings.retry_ms.max(1));
             let span = batch_span(&batch);
+            // Decode once; dead letters are published once per batch, before its effects.
+            let prepared = self.prepare(&batch);
+            let mut delay = first_delay;
+            while !prepared.letters.is_empty() {
+                match self
+                    .publish_letters(&prepared)
+                    .instrument(span.clone())
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(e) => {
+                        warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "dead-letter publish failed; retrying");
+                        tokio::select! {
+                            biased;
+                            () = &mut stop => return Ok(self.totals),
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            let mut delay = first_delay;
             loop {
-                match self.process(&batch).instrument(span.clone()).await {
+                match self.process(&prepared).instrument(span.clone()).await {
                     Ok(stats) => {
                         self.totals += stats;
                         break;
@@ -225,16 +278,6 @@ impl Processor {
                         self.cache.clear();
                         metrics::counter!("stockcast_features_batch_retries_total").increment(1);
                         warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "feature batch failed; retrying");
-                        tokio::select! {
-                            biased;
-                            () = &mut stop => return Ok(self.totals),
-                            () = tokio::time::sleep(delay) => {}
-                        }
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                    Err(Failure::Bus(e)) => {
-                        self.cache.clear();
-                        warn!(error = %e, "dead-letter publish failed; retrying the batch");
                         tokio::select! {
                             biased;
                             () = &mut stop => return Ok(self.totals),
@@ -270,8 +313,8 @@ impl Processor {
             }
             match tokio::time::timeout(left, consumer.recv()).await {
                 Ok(Ok(m)) => batch.push(m),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => break,
+                // Process what was taken; the error shows again on the next read.
+                Ok(Err(_)) | Err(_) => break,
             }
         }
         Ok(batch)
@@ -284,37 +327,49 @@ impl Processor {
         Ok(())
     }
 
-    /// Processes one batch into both stores (without committing offsets).
-    async fn process(&mut self, batch: &[Message]) -> Result<BatchStats, Failure> {
-        let started = Instant::now();
-        let mut stats = BatchStats {
+    /// Decodes a batch: usable bars by (symbol, interval), dead letters by topic.
+    fn prepare(&self, batch: &[Message]) -> Prepared {
+        let mut prepared = Prepared {
             events: batch.len() as u64,
-            ..BatchStats::default()
+            groups: BTreeMap::new(),
+            letters: BTreeMap::new(),
         };
-        // 1. decode; dead-letter what cannot be used.
-        let mut groups: BTreeMap<(String, Interval), Vec<Incoming>> = BTreeMap::new();
         let now = chrono::Utc::now().timestamp();
-        let mut letters: BTreeMap<String, Vec<stockcast_bus::Record>> = BTreeMap::new();
         for message in batch {
             match self.decode(message, now) {
-                Ok(bar) => groups
+                Ok(bar) => prepared
+                    .groups
                     .entry((bar.symbol.clone(), bar.interval))
                     .or_default()
                     .push(Incoming { bar }),
-                Err(letter) => letters
+                Err(letter) => prepared
+                    .letters
                     .entry(stockcast_bus::dead_letter_topic(&message.topic))
                     .or_default()
                     .push(letter.for_consumed(message, &self.settings.group)),
             }
         }
-        // One acknowledged publish per dead-letter topic, before anything is committed.
-        for (topic, records) in letters {
-            stats.dead_letters += records.len() as u64;
-            self.bus
-                .publish_batch(&topic, records)
-                .await
-                .map_err(Failure::Bus)?;
+        prepared
+    }
+
+    /// One acknowledged publish per dead-letter topic.
+    async fn publish_letters(&self, prepared: &Prepared) -> Result<(), BusError> {
+        for (topic, records) in &prepared.letters {
+            self.bus.publish_batch(topic, records.clone()).await?;
         }
+        Ok(())
+    }
+
+    /// Processes one decoded batch into both stores (without committing offsets).
+    async fn process(&mut self, prepared: &Prepared) -> Result<BatchStats, Failure> {
+        let started = Instant::now();
+        let mut stats = BatchStats {
+            events: prepared.events,
+            dead_letters: prepared.letters.values().map(|l| l.len() as u64).sum(),
+            ..BatchStats::default()
+        };
+        // A copy: a failed attempt is retried from the same decoded batch.
+        let groups = prepared.groups.clone();
         self.check_fail(FailPoint::AfterConsume)?;
 
         // 2. fold the bars of each symbol into each view of its interval.
@@ -346,14 +401,17 @@ impl Processor {
                     let key = (vi, symbol.clone());
                     let state = match by_symbol.get(symbol.as_str()) {
                         Some(snap) => match self.cache.remove(&key) {
-                            Some(cached)
-                                if cached.last_bar_ts == Some(snap.last_bar_ts)
-                                    && cached.bars_seen == snap.bars_seen =>
-                            {
-                                cached
-                            }
+                            // Ours, unless another consumer moved it since (a rebalance).
+                            Some((cached, bytes)) if bytes == snap.state => cached,
                             _ => match ViewState::from_bytes(view, &snap.state) {
-                                Ok(s) => s,
+                                Ok(mut s) => {
+                                    // Bars stored after the snapshot (its view version was
+                                    // not served for a while) are folded in, never skipped.
+                                    self.catch_up(view, symbol, &mut s)
+                                        .await
+                                        .map_err(Failure::Store)?;
+                                    s
+                                }
                                 Err(e) => {
                                     warn!(view = %view.id, symbol, error = %e, "unusable state snapshot; replaying history");
                                     self.replay(view, symbol).await.map_err(Failure::Store)?
@@ -470,13 +528,14 @@ impl Processor {
                 if let Some(last) = vw.rows.iter().rev().find(|r| r.symbol == symbol) {
                     newest.insert(key.clone(), (last.event_time, last.values.clone()));
                 }
+                let bytes = state.to_bytes();
                 vw.states.push(StateSnapshot {
                     symbol: symbol.clone(),
                     last_bar_ts: state.last_bar_ts.unwrap_or(Ts::MIN),
                     bars_seen: state.bars_seen,
-                    state: state.to_bytes(),
+                    state: bytes.clone(),
                 });
-                self.cache.insert(key, state);
+                self.cache.insert(key, (state, bytes));
             }
             write.bars.extend(fresh);
         }
@@ -499,7 +558,7 @@ impl Processor {
             })
             .collect();
         if !writes.is_empty() {
-            self.online.write(&writes).await.map_err(Failure::Store)?;
+            let _ = self.online.write(&writes).await;
         }
         stats.online_writes = writes.len() as u64;
         self.check_fail(FailPoint::AfterOnlineWrite)?;
@@ -565,6 +624,32 @@ impl Processor {
             info!(view = %view.id, symbol, bars = state.bars_seen, "state rebuilt from stored bars");
         }
         Ok(state)
+    }
+
+    /// Folds the stored bars opened after `state`'s last bar into it.
+    async fn catch_up(
+        &self,
+        view: &View,
+        symbol: &str,
+        state: &mut ViewState,
+    ) -> Result<(), StoreError> {
+        let Some(last) = state.last_bar_ts else {
+            return Ok(());
+        };
+        let mut out = vec![0.0; view.features.len()];
+        let n = for_each_bar(
+            self.offline.as_ref(),
+            symbol,
+            view.interval,
+            (last.saturating_add(1), Ts::MAX),
+            self.settings.replay_page,
+            |bar| view.update(state, bar, &mut out),
+        )
+        .await?;
+        if n > 0 {
+            info!(view = %view.id, symbol, bars = n, "state caught up with bars stored after its snapshot");
+        }
+        Ok(())
     }
 
     /// Recomputes `symbol`'s history with `fresh` merged over the stored bars, returning the
@@ -644,7 +729,6 @@ fn batch_span(batch: &[Message]) -> tracing::Span {
 
 enum Failure {
     Store(StoreError),
-    Bus(BusError),
     Fail(FailPoint),
 }
 

@@ -305,6 +305,18 @@ async fn bad_requests_are_refused_naming_the_field() {
         Code::InvalidArgument,
         "span.symbols[1]",
     );
+    let mut beyond = span_request("default", 0, &["A"], 0, None);
+    if let Some(pb::get_historical_features_request::Entities::Span(span)) = &mut beyond.entities {
+        span.range.as_mut().unwrap().end = Some(prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        });
+    }
+    assert_status(
+        historical_call(&mut c, beyond).await,
+        Code::InvalidArgument,
+        "span.range.end",
+    );
 
     // Jobs and views.
     assert_status(

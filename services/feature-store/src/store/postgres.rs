@@ -171,6 +171,8 @@ FROM UNNEST($3::text[], $4::bigint[], $5::bigint[], $6::bytea[])
 ON CONFLICT (view, version, symbol) DO UPDATE
     SET last_bar_ts = EXCLUDED.last_bar_ts, bars_seen = EXCLUDED.bars_seen,
         state = EXCLUDED.state, updated_at = now()
+    -- A snapshot never moves backwards (a consumer that lost its partition finishing late).
+    WHERE (s.last_bar_ts, s.bars_seen) <= (EXCLUDED.last_bar_ts, EXCLUDED.bars_seen)
 "#;
 
 /// Records a chunk once; only its first recording advances the job's counters.

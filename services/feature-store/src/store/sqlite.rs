@@ -105,7 +105,8 @@ INSERT INTO view_states (view, version, symbol, last_bar_ts, bars_seen, state) \
 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
 ON CONFLICT (view, version, symbol) DO UPDATE \
     SET last_bar_ts = excluded.last_bar_ts, bars_seen = excluded.bars_seen, \
-        state = excluded.state, updated_at = unixepoch()";
+        state = excluded.state, updated_at = unixepoch() \
+    WHERE (view_states.last_bar_ts, view_states.bars_seen) <= (excluded.last_bar_ts, excluded.bars_seen)";
 
 /// Entity rows `?7` = `[[symbol, as_of], …]`; labels as in PostgreSQL: `?1` interval name,
 /// `?2` its seconds, `?3` whether a label is wanted, `?4` = h − 1.

@@ -517,6 +517,43 @@ pub async fn states_upsert_and_read(store: Arc<dyn OfflineStore>) {
         store.states(&view(1), &["A".to_owned()]).await.unwrap(),
         vec![state("A", ts(2), 3, b"a1-next")]
     );
+    // A snapshot never moves backwards: an older position (a consumer finishing late after
+    // losing its partition) leaves the newer one; an equal position replaces (a recompute),
+    // and more bars at the same last bar (a late bar folded in) replace too.
+    for (older, count) in [(ts(1), 9), (ts(2), 2)] {
+        store
+            .write(&WriteBatch {
+                views: vec![ViewWrite {
+                    view: view(1),
+                    rows: Vec::new(),
+                    states: vec![state("A", older, count, b"stale")],
+                }],
+                ..WriteBatch::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.states(&view(1), &["A".to_owned()]).await.unwrap(),
+            vec![state("A", ts(2), 3, b"a1-next")]
+        );
+    }
+    for (same, count, bytes) in [(ts(2), 3, &b"recomputed"[..]), (ts(2), 4, &b"late"[..])] {
+        store
+            .write(&WriteBatch {
+                views: vec![ViewWrite {
+                    view: view(1),
+                    rows: Vec::new(),
+                    states: vec![state("A", same, count, bytes)],
+                }],
+                ..WriteBatch::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.states(&view(1), &["A".to_owned()]).await.unwrap(),
+            vec![state("A", same, count, bytes)]
+        );
+    }
     assert!(store.states(&view(3), &symbols).await.unwrap().is_empty());
     assert!(store.states(&view(1), &[]).await.unwrap().is_empty());
 }

@@ -447,6 +447,75 @@ macro_rules! stream_cases {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_view_version_served_again_folds_in_the_bars_it_missed() {
+            let b: Backends = $make("fs-again").await;
+            let (topic, group) = topic(&*b.bus, "fs-again").await;
+            let s = series("AGAIN", 90, 1.7);
+            let syms = vec!["AGAIN".to_owned()];
+            let v1 = default_view();
+            let mut v2 = default_view();
+            v2.version = 2;
+            v2.current = false;
+            v2.features.truncate(6);
+            let view1 = View::compile(&v1).unwrap();
+            let view2 = View::compile(&v2).unwrap();
+            let both = catalog(&[v1.clone(), v2.clone()]);
+            // Served together, then v2 is dropped for a while, then served again.
+            publish(&*b.bus, &topic, &s[..30]).await;
+            run_until(
+                processor(&b, &both, settings(&group, 20)),
+                &topic,
+                || async { count_rows(&*b.offline, &view2.id, &syms).await >= 30 },
+            )
+            .await
+            .unwrap();
+            publish(&*b.bus, &topic, &s[30..60]).await;
+            run_until(
+                processor(
+                    &b,
+                    &catalog(std::slice::from_ref(&v1)),
+                    settings(&group, 20),
+                ),
+                &topic,
+                || async { count_rows(&*b.offline, &view1.id, &syms).await >= 60 },
+            )
+            .await
+            .unwrap();
+            publish(&*b.bus, &topic, &s[60..]).await;
+            run_until(
+                processor(&b, &both, settings(&group, 20)),
+                &topic,
+                || async { count_rows(&*b.offline, &view2.id, &syms).await >= 60 },
+            )
+            .await
+            .unwrap();
+            // v2 has no rows for the bars it missed, and its later rows are computed over
+            // every bar, as if it had never stopped.
+            let got = rows(&*b.offline, &view2.id, &syms).await;
+            let want = view2.compute(&s);
+            let keys: Vec<i64> = got.iter().map(|r| r.1).collect();
+            let expected: Vec<i64> = s[..30]
+                .iter()
+                .chain(&s[60..])
+                .map(|b| view2.event_time(b.ts))
+                .collect();
+            assert_eq!(keys, expected);
+            for (row, values) in got[30..].iter().zip(&want[60..]) {
+                assert!(
+                    row.2
+                        .iter()
+                        .zip(values)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{} {:?} {:?}",
+                    row.1,
+                    row.2,
+                    values
+                );
+            }
+            assert_exact(&*b.offline, &view1, std::slice::from_ref(&s)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_new_view_version_catches_up_from_stored_bars() {
             let b: Backends = $make("fs-v2").await;
             let (topic, group) = topic(&*b.bus, "fs-v2").await;
