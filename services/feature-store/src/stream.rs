@@ -558,7 +558,7 @@ impl Processor {
             })
             .collect();
         if !writes.is_empty() {
-            let _ = self.online.write(&writes).await;
+            self.online.write(&writes).await.map_err(Failure::Store)?;
         }
         stats.online_writes = writes.len() as u64;
         self.check_fail(FailPoint::AfterOnlineWrite)?;
