@@ -68,6 +68,7 @@ fn batch(symbols: i64, first: i64, count: i64) -> WriteBatch {
             view: view(),
             rows,
             states: Vec::new(),
+            keep_existing: false,
         }],
         chunk: None,
     }

@@ -301,6 +301,7 @@ impl Materializer {
                             view: view.id.clone(),
                             rows,
                             states: Vec::new(),
+                            keep_existing: true,
                         }],
                         chunk: Some(ChunkDone {
                             job_id: job.id,

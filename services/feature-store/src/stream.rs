@@ -496,6 +496,7 @@ impl Processor {
                     view: view.id.clone(),
                     rows: Vec::new(),
                     states: Vec::new(),
+                    keep_existing: false,
                 });
                 let state = states.remove(&key).unwrap_or_else(|| view.new_state());
                 let late = state.last_bar_ts.is_some_and(|p| first_ts <= p);

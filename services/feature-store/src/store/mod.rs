@@ -162,6 +162,10 @@ pub struct ViewWrite {
     pub rows: Vec<FeatureRow>,
     /// Snapshots upserted on (view, version, symbol).
     pub states: Vec<StateSnapshot>,
+    /// Keep rows already stored instead of replacing them: materialization fills in what is
+    /// missing and never overwrites a row the stream wrote (or rewrote after a late bar)
+    /// while a chunk was being computed.
+    pub keep_existing: bool,
 }
 
 /// A view version as recorded in the offline store.

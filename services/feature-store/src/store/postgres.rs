@@ -158,6 +158,12 @@ FROM UNNEST($3::text[], $4::bigint[], $6::int4[], $7::int4[]) AS u(symbol, event
 /// New rows (the common case); [`UPSERT_ROWS`] when some are stored already.
 const INSERT_ROWS: &str = rows_from_arrays!();
 
+/// Fills in missing rows only (materialization), keeping stored ones.
+const KEEP_ROWS: &str = concat!(
+    rows_from_arrays!(),
+    "\nON CONFLICT (view, version, symbol, event_time) DO NOTHING"
+);
+
 const UPSERT_ROWS: &str = concat!(
     rows_from_arrays!(),
     "\nON CONFLICT (view, version, symbol, event_time) DO UPDATE SET values = EXCLUDED.values"
@@ -484,12 +490,18 @@ impl<'a> RowColumns<'a> {
         &mut self,
         tx: &mut Transaction<'static, Postgres>,
         view: &ViewId,
+        keep_existing: bool,
     ) -> Result<(), StoreError> {
         if self.symbols.is_empty() {
             return Ok(());
         }
         let columns = std::mem::take(self);
-        insert_or_upsert(tx, |sql| columns.bind(view, sql), INSERT_ROWS, UPSERT_ROWS).await
+        let conflicting = if keep_existing {
+            KEEP_ROWS
+        } else {
+            UPSERT_ROWS
+        };
+        insert_or_upsert(tx, |sql| columns.bind(view, sql), INSERT_ROWS, conflicting).await
     }
 }
 
@@ -497,16 +509,17 @@ async fn upsert_rows(
     tx: &mut Transaction<'static, Postgres>,
     view: &ViewId,
     rows: &[FeatureRow],
+    keep_existing: bool,
 ) -> Result<(), StoreError> {
     let rows = last_per_key(rows, |r| (r.symbol.as_str(), r.event_time));
     let mut columns = RowColumns::default();
     for row in rows {
         columns.push(row)?;
         if columns.full() {
-            columns.flush(tx, view).await?;
+            columns.flush(tx, view, keep_existing).await?;
         }
     }
-    columns.flush(tx, view).await
+    columns.flush(tx, view, keep_existing).await
 }
 
 async fn upsert_states(
@@ -589,7 +602,7 @@ impl OfflineStore for PostgresOffline {
         }
         for view in &batch.views {
             if !view.rows.is_empty() {
-                upsert_rows(&mut tx, &view.view, &view.rows).await?;
+                upsert_rows(&mut tx, &view.view, &view.rows, view.keep_existing).await?;
             }
             if !view.states.is_empty() {
                 upsert_states(&mut tx, &view.view, &view.states).await?;

@@ -100,6 +100,10 @@ const UPSERT_ROW: &str = "\
 INSERT INTO feature_rows (view, version, symbol, event_time, vals) VALUES (?1, ?2, ?3, ?4, ?5) \
 ON CONFLICT (view, version, symbol, event_time) DO UPDATE SET vals = excluded.vals";
 
+const KEEP_ROW: &str = "\
+INSERT INTO feature_rows (view, version, symbol, event_time, vals) VALUES (?1, ?2, ?3, ?4, ?5) \
+ON CONFLICT (view, version, symbol, event_time) DO NOTHING";
+
 const UPSERT_STATE: &str = "\
 INSERT INTO view_states (view, version, symbol, last_bar_ts, bars_seen, state) \
 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -349,8 +353,13 @@ impl OfflineStore for SqliteOffline {
                 .map_err(lite)?;
         }
         for view in &batch.views {
+            let statement = if view.keep_existing {
+                KEEP_ROW
+            } else {
+                UPSERT_ROW
+            };
             for row in &view.rows {
-                sqlx::query(UPSERT_ROW)
+                sqlx::query(statement)
                     .bind(view.view.name.as_str())
                     .bind(view.view.version)
                     .bind(row.symbol.as_str())

@@ -72,6 +72,7 @@ pub fn rows_of(view: ViewId, rows: Vec<FeatureRow>) -> ViewWrite {
         view,
         rows,
         states: Vec::new(),
+        keep_existing: false,
     }
 }
 
@@ -191,6 +192,7 @@ pub async fn write_is_all_or_nothing(store: Arc<dyn OfflineStore>) {
             view: view(1),
             rows: vec![row("AAPL", et(0), vec![2.0]), row("AAPL", et(1), vec![3.0])],
             states: vec![state("AAPL", ts(1), 2, b"s")],
+            keep_existing: false,
         }],
         chunk: Some(ChunkDone {
             job_id: Uuid::now_v7(),
@@ -237,6 +239,59 @@ pub async fn write_is_all_or_nothing(store: Arc<dyn OfflineStore>) {
     );
 }
 
+/// A fill-only write (materialization) inserts missing rows and keeps stored ones.
+pub async fn keep_existing_fills_without_replacing(store: Arc<dyn OfflineStore>) {
+    let first = rows_of(
+        view(1),
+        vec![row("KEEP", et(0), vec![1.0]), row("KEEP", et(1), vec![2.0])],
+    );
+    store
+        .write(&WriteBatch {
+            views: vec![first],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let mut fill = rows_of(
+        view(1),
+        vec![
+            row("KEEP", et(1), vec![-2.0]),
+            row("KEEP", et(2), vec![3.0]),
+        ],
+    );
+    fill.keep_existing = true;
+    store
+        .write(&WriteBatch {
+            views: vec![fill],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<(Ts, Vec<f64>)> = store
+        .span(SpanQuery {
+            view: &view(1),
+            interval: Interval::D1,
+            symbols: &["KEEP".to_owned()],
+            from: 0,
+            until: Ts::MAX / 2,
+            after: None,
+            limit: 10,
+            label_horizon: None,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let v = r.vector.unwrap();
+            (v.event_time, v.values)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![(et(0), vec![1.0]), (et(1), vec![2.0]), (et(2), vec![3.0])]
+    );
+}
+
 pub async fn upserts_are_idempotent_and_replace_values(store: Arc<dyn OfflineStore>) {
     let batch = WriteBatch {
         bars: (0..5).map(|i| bar("MSFT", i, 200.0 + i as f64)).collect(),
@@ -246,6 +301,7 @@ pub async fn upserts_are_idempotent_and_replace_values(store: Arc<dyn OfflineSto
                 .map(|i| row("MSFT", et(i), vec![i as f64, -(i as f64)]))
                 .collect(),
             states: vec![state("MSFT", ts(4), 5, b"after-4")],
+            keep_existing: false,
         }],
         chunk: None,
     };
@@ -276,6 +332,7 @@ pub async fn upserts_are_idempotent_and_replace_values(store: Arc<dyn OfflineSto
                 state("MSFT", ts(5), 6, b"x"),
                 state("MSFT", ts(6), 7, b"after-6"),
             ],
+            keep_existing: false,
         }],
         chunk: None,
     };
@@ -480,11 +537,13 @@ pub async fn states_upsert_and_read(store: Arc<dyn OfflineStore>) {
                     view: view(1),
                     rows: Vec::new(),
                     states: vec![state("A", ts(1), 2, b"a1"), state("B", ts(5), 6, &[0, 255])],
+                    keep_existing: false,
                 },
                 ViewWrite {
                     view: view(2),
                     rows: Vec::new(),
                     states: vec![state("A", ts(9), 10, b"a2")],
+                    keep_existing: false,
                 },
             ],
             ..WriteBatch::default()
@@ -508,6 +567,7 @@ pub async fn states_upsert_and_read(store: Arc<dyn OfflineStore>) {
                 view: view(1),
                 rows: Vec::new(),
                 states: vec![state("A", ts(2), 3, b"a1-next")],
+                keep_existing: false,
             }],
             ..WriteBatch::default()
         })
@@ -527,6 +587,7 @@ pub async fn states_upsert_and_read(store: Arc<dyn OfflineStore>) {
                     view: view(1),
                     rows: Vec::new(),
                     states: vec![state("A", older, count, b"stale")],
+                    keep_existing: false,
                 }],
                 ..WriteBatch::default()
             })
@@ -544,6 +605,7 @@ pub async fn states_upsert_and_read(store: Arc<dyn OfflineStore>) {
                     view: view(1),
                     rows: Vec::new(),
                     states: vec![state("A", same, count, bytes)],
+                    keep_existing: false,
                 }],
                 ..WriteBatch::default()
             })
@@ -1018,6 +1080,7 @@ macro_rules! offline_store_cases {
             register_view_returns_the_previous_definition,
             write_is_all_or_nothing,
             upserts_are_idempotent_and_replace_values,
+            keep_existing_fills_without_replacing,
             vectors_round_trip_bit_exactly,
             bars_page_by_time,
             bars_at_returns_the_stored_keys,
