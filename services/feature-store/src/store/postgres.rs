@@ -778,23 +778,35 @@ WHERE s.symbol IS NOT NULL
         if plan.is_empty() || query.limit == 0 || query.from >= query.until {
             return Ok(Vec::new());
         }
-        let (symbols, lo): (Vec<String>, Vec<Ts>) =
-            plan.into_iter().map(|(s, t)| (s, clamp_ts(t))).unzip();
-        let rows = labelled(SPAN, query.interval, query.label_horizon, query.view)
-            .bind(symbols)
-            .bind(lo)
-            .bind(clamp_ts(query.until))
-            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(pg)?;
-        rows.iter()
-            .map(|row| {
+        // One symbol per statement, until the page is full: a statement over every remaining
+        // symbol would read up to `limit` rows of each before the page's sort, so paging a
+        // span of many symbols would cost symbols × limit per page.
+        let mut out = Vec::with_capacity(query.limit.min(100_000));
+        for (symbol, lo) in plan {
+            let left = query.limit - out.len();
+            if left == 0 {
+                break;
+            }
+            let rows = labelled(SPAN, query.interval, query.label_horizon, query.view)
+                .bind(vec![symbol])
+                .bind(vec![clamp_ts(lo)])
+                .bind(clamp_ts(query.until))
+                .bind(i64::try_from(left).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(pg)?;
+            for row in &rows {
                 let symbol: String = row.try_get("symbol").map_err(pg)?;
                 let event_time: i64 = row.try_get("event_time").map_err(pg)?;
-                historical_row(symbol, event_time, row, query.label_horizon)
-            })
-            .collect()
+                out.push(historical_row(
+                    symbol,
+                    event_time,
+                    row,
+                    query.label_horizon,
+                )?);
+            }
+        }
+        Ok(out)
     }
 
     async fn create_job(&self, job: &JobRecord) -> Result<JobRecord, StoreError> {
