@@ -23,6 +23,9 @@ use crate::store::{
 use crate::view::{Catalog, View, ViewState};
 use stockcast_runtime::Shutdown;
 
+/// Attempts of a chunk the store refuses (not merely unreachable) before the job fails.
+const MAX_REFUSALS: u32 = 5;
+
 /// The `[materialize]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -213,6 +216,7 @@ impl Materializer {
             return;
         };
         let mut delay = Duration::from_millis(200);
+        let mut refused = 0;
         loop {
             if self.shutdown.is_triggered() {
                 return;
@@ -231,8 +235,22 @@ impl Materializer {
                 }
                 Ok(false) => return, // shutting down; resumes at the next start
                 Err(e) => {
-                    warn!(job = %job.id, error = %e, "materialization chunk failed; retrying");
                     job.error = Some(e.to_string());
+                    // An unreachable store is waited for; an error the store keeps giving
+                    // (a refused write, corrupt data) fails the job after a few attempts.
+                    if !matches!(e, StoreError::Unavailable { .. }) {
+                        refused += 1;
+                        if refused >= MAX_REFUSALS {
+                            job.state = JobState::Failed;
+                            job.finished_at = Some(chrono::Utc::now().timestamp());
+                            warn!(job = %job.id, error = %e, "materialization failed");
+                            if let Err(e) = self.offline.update_job(&job).await {
+                                warn!(job = %job.id, error = %e, "cannot record a failed job");
+                            }
+                            return;
+                        }
+                    }
+                    warn!(job = %job.id, error = %e, "materialization chunk failed; retrying");
                     let _ = self.offline.update_job(&job).await;
                     tokio::select! {
                         () = self.shutdown.wait() => return,
