@@ -232,12 +232,9 @@ impl Processor {
                     // lost; wait and read again.
                     metrics::counter!("stockcast_features_consume_errors_total").increment(1);
                     warn!(error = %e, retry_in_ms = consume_delay.as_millis() as u64, "consuming market bars failed; retrying");
-                    tokio::select! {
-                        biased;
-                        () = &mut stop => return Ok(self.totals),
-                        () = tokio::time::sleep(consume_delay) => {}
+                    if !backoff(stop.as_mut(), &mut consume_delay).await {
+                        return Ok(self.totals);
                     }
-                    consume_delay = (consume_delay * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
@@ -255,12 +252,9 @@ impl Processor {
                     Ok(()) => break,
                     Err(e) => {
                         warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "dead-letter publish failed; retrying");
-                        tokio::select! {
-                            biased;
-                            () = &mut stop => return Ok(self.totals),
-                            () = tokio::time::sleep(delay) => {}
+                        if !backoff(stop.as_mut(), &mut delay).await {
+                            return Ok(self.totals);
                         }
-                        delay = (delay * 2).min(Duration::from_secs(5));
                     }
                 }
             }
@@ -278,12 +272,9 @@ impl Processor {
                         self.cache.clear();
                         metrics::counter!("stockcast_features_batch_retries_total").increment(1);
                         warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "feature batch failed; retrying");
-                        tokio::select! {
-                            biased;
-                            () = &mut stop => return Ok(self.totals),
-                            () = tokio::time::sleep(delay) => {}
+                        if !backoff(stop.as_mut(), &mut delay).await {
+                            return Ok(self.totals);
                         }
-                        delay = (delay * 2).min(Duration::from_secs(5));
                     }
                 }
             }
@@ -703,6 +694,21 @@ impl Processor {
         }
         Ok((state, rows))
     }
+}
+
+/// Sleeps `delay` (then doubles it, up to 5 s) unless `stop` resolves first; `false` when it
+/// did.
+async fn backoff(
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    delay: &mut Duration,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = stop => return false,
+        () = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(Duration::from_secs(5));
+    true
 }
 
 /// Most producer traces linked from one batch's span.
