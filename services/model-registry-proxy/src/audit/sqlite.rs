@@ -26,12 +26,7 @@ impl SqliteAudit {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal);
-        // An in-memory database exists per connection: keep exactly one.
-        let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .connect_with(options)
-            .await?;
+        let pool = pool_options(url).connect_with(options).await?;
         MIGRATOR
             .run(&pool)
             .await
@@ -42,6 +37,22 @@ impl SqliteAudit {
     /// The pool (tests check that rows cannot be changed).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// The pool settings for `url`. An in-memory database lives and dies with its one
+/// connection, so that connection is kept forever: a pool that closed it when idle or old
+/// (sqlx closes idle connections after 10 minutes and every connection after 30 by
+/// default) would lose every table.
+fn pool_options(url: &str) -> SqlitePoolOptions {
+    if url.contains(":memory:") {
+        SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new().max_connections(4)
     }
 }
 
@@ -154,5 +165,37 @@ impl AuditStore for SqliteAudit {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_in_memory_pool_never_closes_its_connection() {
+        let options = pool_options("sqlite::memory:");
+        assert_eq!(options.get_max_connections(), 1);
+        assert_eq!(options.get_min_connections(), 1);
+        assert_eq!(options.get_idle_timeout(), None);
+        assert_eq!(options.get_max_lifetime(), None);
+    }
+
+    #[test]
+    fn a_file_pool_keeps_several_connections() {
+        let options = pool_options("sqlite://audit.db");
+        assert_eq!(options.get_max_connections(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_audit_keeps_one_open_connection() {
+        let audit = SqliteAudit::open("sqlite::memory:").await.unwrap();
+        // The one connection is the one the migrations ran on; it is still open.
+        assert_eq!(audit.pool().size(), 1);
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(audit.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 0);
     }
 }
