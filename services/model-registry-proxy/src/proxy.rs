@@ -63,6 +63,38 @@ struct Remembered {
     at_ms: i64,
 }
 
+/// Resolutions remembered for a short TTL (and served stale while the registry is down),
+/// with a generation per model that every alias change bumps. A resolve notes the
+/// generation before asking the registry and stores its answer only if the generation is
+/// still the same: an answer read before a change, arriving after it, is not remembered.
+#[derive(Debug, Default)]
+struct Resolutions {
+    entries: HashMap<ModelUri, Remembered>,
+    generations: HashMap<String, u64>,
+}
+
+impl Resolutions {
+    fn generation(&self, model: &str) -> u64 {
+        self.generations.get(model).copied().unwrap_or(0)
+    }
+
+    /// Remembers `remembered` for `uri` if no change of its model happened since
+    /// `generation` was read. Returns whether it was remembered.
+    fn remember(&mut self, uri: &ModelUri, generation: u64, remembered: Remembered) -> bool {
+        if self.generation(&uri.name) != generation {
+            return false;
+        }
+        self.entries.insert(uri.clone(), remembered);
+        true
+    }
+
+    fn forget(&mut self, model: &str) {
+        self.entries.retain(|uri, _| uri.name != model);
+        let generation = self.generations.entry(model.to_owned()).or_insert(0);
+        *generation = generation.wrapping_add(1);
+    }
+}
+
 /// The proxy's domain.
 #[derive(Debug)]
 pub struct Proxy {
@@ -72,7 +104,7 @@ pub struct Proxy {
     pub(crate) bus: Arc<dyn EventBus>,
     pub(crate) topic: String,
     ttl: Duration,
-    resolutions: Mutex<HashMap<ModelUri, Remembered>>,
+    resolutions: Mutex<Resolutions>,
     /// ONNX `metadata_props` of cached artifacts, by (model, version, sha256).
     metadata: Mutex<HashMap<ArtifactKey, BTreeMap<String, String>>>,
     /// Serializes alias changes and polls, so that a change is recorded once.
@@ -120,16 +152,21 @@ impl Proxy {
     /// Resolves `uri`: from the short-TTL cache, else the registry (downloading and
     /// verifying the artifact once), else, when the registry is unreachable, the last answer.
     pub async fn resolve(&self, uri: &ModelUri) -> Result<Resolution, Error> {
-        if let Some(fresh) = lock(&self.resolutions)
-            .get(uri)
-            .filter(|r| r.at.elapsed() < self.ttl)
-        {
-            crate::metrics::resolved("ttl_cache");
-            return Ok(Resolution {
-                view: fresh.view.clone(),
-                cached_at_ms: None,
-            });
-        }
+        let generation = {
+            let resolutions = lock(&self.resolutions);
+            if let Some(fresh) = resolutions
+                .entries
+                .get(uri)
+                .filter(|r| r.at.elapsed() < self.ttl)
+            {
+                crate::metrics::resolved("ttl_cache");
+                return Ok(Resolution {
+                    view: fresh.view.clone(),
+                    cached_at_ms: None,
+                });
+            }
+            resolutions.generation(&uri.name)
+        };
         let looked_up = async {
             let info = self.lookup(uri).await?;
             self.verify(info).await
@@ -137,14 +174,18 @@ impl Proxy {
         .await;
         match looked_up {
             Ok(view) => {
-                lock(&self.resolutions).insert(
-                    uri.clone(),
+                let remembered = lock(&self.resolutions).remember(
+                    uri,
+                    generation,
                     Remembered {
                         view: view.clone(),
                         at: Instant::now(),
                         at_ms: chrono::Utc::now().timestamp_millis(),
                     },
                 );
+                if !remembered {
+                    tracing::debug!(uri = %uri, "aliases changed during the lookup; not caching it");
+                }
                 crate::metrics::resolved("registry");
                 Ok(Resolution {
                     view,
@@ -152,7 +193,7 @@ impl Proxy {
                 })
             }
             Err(error) if unavailable(&error) => {
-                let stale = lock(&self.resolutions).get(uri).cloned();
+                let stale = lock(&self.resolutions).entries.get(uri).cloned();
                 match stale {
                     Some(stale) => {
                         tracing::warn!(uri = %uri, %error, "registry unreachable; serving the cached resolution");
@@ -207,9 +248,10 @@ impl Proxy {
         })
     }
 
-    /// Forgets every resolution of `model` (its aliases changed).
+    /// Forgets every resolution of `model` (its aliases changed), including those being
+    /// looked up now: they will not be remembered.
     pub(crate) fn forget(&self, model: &str) {
-        lock(&self.resolutions).retain(|uri, _| uri.name != model);
+        lock(&self.resolutions).forget(model);
     }
 
     async fn lookup(&self, uri: &ModelUri) -> Result<VersionInfo, RegistryError> {
@@ -375,4 +417,76 @@ fn unavailable(error: &Error) -> bool {
         Error::Registry(RegistryError::Unavailable(_))
             | Error::Cache(CacheError::Registry(RegistryError::Unavailable(_)))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remembered(version: i64) -> Remembered {
+        Remembered {
+            view: VersionView {
+                info: VersionInfo {
+                    name: "daily-return".to_owned(),
+                    version,
+                    ..VersionInfo::default()
+                },
+                contract: None,
+                sha256: String::new(),
+                size: 0,
+                format: None,
+            },
+            at: Instant::now(),
+            at_ms: 0,
+        }
+    }
+
+    fn uri(text: &str) -> ModelUri {
+        ModelUri::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_lookup_that_began_before_an_alias_change_is_not_remembered() {
+        let mut resolutions = Resolutions::default();
+        let champion = uri("models:/daily-return@champion");
+        // A resolve begins and reads the registry (version 1)...
+        let generation = resolutions.generation("daily-return");
+        // ...meanwhile the alias moves to version 2 and the model's resolutions are forgotten...
+        resolutions.forget("daily-return");
+        // ...then the slow resolve finishes with what it read before the change.
+        assert!(!resolutions.remember(&champion, generation, remembered(1)));
+        assert!(!resolutions.entries.contains_key(&champion));
+        // A resolve that begins after the change is remembered.
+        let generation = resolutions.generation("daily-return");
+        assert!(resolutions.remember(&champion, generation, remembered(2)));
+        assert_eq!(
+            resolutions
+                .entries
+                .get(&champion)
+                .map(|r| r.view.info.version),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn a_change_of_another_model_does_not_discard_a_lookup() {
+        let mut resolutions = Resolutions::default();
+        let champion = uri("models:/daily-return@champion");
+        let generation = resolutions.generation("daily-return");
+        resolutions.forget("volatility");
+        assert!(resolutions.remember(&champion, generation, remembered(1)));
+        assert!(resolutions.entries.contains_key(&champion));
+    }
+
+    #[test]
+    fn forgetting_a_model_drops_its_resolutions_only() {
+        let mut resolutions = Resolutions::default();
+        let daily = uri("models:/daily-return/1");
+        let other = uri("models:/volatility/3");
+        assert!(resolutions.remember(&daily, 0, remembered(1)));
+        assert!(resolutions.remember(&other, 0, remembered(3)));
+        resolutions.forget("daily-return");
+        assert!(!resolutions.entries.contains_key(&daily));
+        assert!(resolutions.entries.contains_key(&other));
+    }
 }
