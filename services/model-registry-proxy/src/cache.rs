@@ -68,6 +68,44 @@ fn disk(path: &Path, error: impl std::fmt::Display) -> CacheError {
     }
 }
 
+/// A download in progress, or an artifact too large to keep: the file is removed when this
+/// is dropped, so a cancelled download or an abandoned fetch leaves nothing behind.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, armed: true }
+    }
+
+    /// Where the bytes are.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file became permanent (renamed into the cache): keep it.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // Unix keeps a file readable by whoever opened it before.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Prefix and suffix of download files; any left in the directory when the cache opens are
+/// from a process that stopped mid-download.
+const PART_PREFIX: &str = "download-";
+const PART_SUFFIX: &str = ".part";
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
     entries: Vec<Cached>,
@@ -96,6 +134,7 @@ impl ArtifactCache {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| disk(&dir, e))?;
+        sweep_partial_downloads(&dir).await;
         let mut state = State::default();
         if let Ok(bytes) = tokio::fs::read(dir.join("index.json")).await {
             let index: Index = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -149,17 +188,19 @@ impl ArtifactCache {
 
     /// Downloads `artifact` of `name`/`version` into the cache while hashing it, and keeps it
     /// only when it matches `expected_sha256` (when given). An artifact larger than the whole
-    /// cache is still returned, from a file that is removed once read.
+    /// cache is still returned, from a temporary file removed when the returned guard drops.
     pub async fn store(
         &self,
         name: &str,
         version: i64,
         mut artifact: Artifact,
         expected_sha256: Option<&str>,
-    ) -> Result<(Cached, PathBuf), CacheError> {
-        let tmp = self
-            .dir
-            .join(format!("download-{}.part", uuid::Uuid::new_v4().simple()));
+    ) -> Result<(Cached, PathBuf, Option<TempFile>), CacheError> {
+        let guard = TempFile::new(self.dir.join(format!(
+            "{PART_PREFIX}{}{PART_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        )));
+        let tmp = guard.path().to_path_buf();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
@@ -195,13 +236,8 @@ impl ArtifactCache {
             Ok((actual, size))
         }
         .await;
-        let (sha256, size) = match result {
-            Ok(done) => done,
-            Err(error) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(error);
-            }
-        };
+        // On error the guard removes the partial file.
+        let (sha256, size) = result?;
         let entry = Cached {
             name: name.to_owned(),
             version,
@@ -219,11 +255,12 @@ impl ArtifactCache {
                 max = self.max_bytes,
                 "artifact larger than the cache; not kept"
             );
-            return Ok((entry, tmp));
+            return Ok((entry, tmp, Some(guard)));
         }
         tokio::fs::rename(&tmp, &path)
             .await
             .map_err(|e| disk(&path, e))?;
+        guard.disarm();
         let evicted = {
             let mut state = self.lock();
             state.tick += 1;
@@ -240,7 +277,7 @@ impl ArtifactCache {
         self.remove_files(&evicted).await;
         self.save_index().await;
         crate::metrics::cache_bytes(self.total_bytes());
-        Ok((entry, path))
+        Ok((entry, path, None))
     }
 
     /// Forgets `name`/`version` (its bytes were found to be wrong).
@@ -316,6 +353,27 @@ impl ArtifactCache {
     }
 }
 
+/// Removes the download files a stopped process left in `dir`.
+async fn sweep_partial_downloads(dir: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with(PART_PREFIX) && name.ends_with(PART_SUFFIX) {
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => tracing::info!(file = name, "removed an unfinished download"),
+                Err(error) => {
+                    tracing::warn!(file = name, %error, "cannot remove an unfinished download")
+                }
+            }
+        }
+    }
+}
+
 /// `<hex of name>.<version>.<sha256>.onnx`: names are validated, but hex keeps any name safe.
 fn file_name(entry: &Cached) -> String {
     format!(
@@ -377,7 +435,7 @@ mod tests {
         assert!(cache.get("a", 1).is_none());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let right = hex(&Sha256::digest(b"onnx bytes"));
-        let (entry, _) = cache
+        let (entry, _, _) = cache
             .store("a", 1, artifact(b"onnx bytes"), Some(&right))
             .await
             .unwrap();
@@ -395,6 +453,77 @@ mod tests {
             error.to_string().contains("after 10 of 20 bytes"),
             "{error}"
         );
+        assert!(cache.get("a", 1).is_none());
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn unfinished_downloads_of_a_stopped_process_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), 1 << 20).await.unwrap();
+        let (kept, _, _) = cache.store("a", 1, artifact(b"kept"), None).await.unwrap();
+        drop(cache);
+        std::fs::write(dir.path().join("download-0123abcd.part"), b"half").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
+        let reopened = ArtifactCache::open(dir.path(), 1 << 20).await.unwrap();
+        let names = files_in(dir.path());
+        assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
+        assert!(names.contains(&"notes.txt".to_owned()), "{names:?}");
+        assert!(reopened.get("a", 1).is_some());
+        assert!(reopened.path(&kept).exists());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_download_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), 1 << 20).await.unwrap();
+        // A body that sends one chunk, says when the next is asked for, and never ends.
+        let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signal = asked.clone();
+        let rest = futures::stream::once(async move {
+            signal.notify_one();
+            futures::future::pending::<Result<Bytes, RegistryError>>().await
+        });
+        let body = futures::stream::iter(vec![Ok(Bytes::from_static(b"first chunk"))]).chain(rest);
+        let stalled = Artifact {
+            format: ArtifactFormat::OnnxFile,
+            size_hint: None,
+            body: Box::pin(body),
+        };
+        let mut download = Box::pin(cache.store("a", 1, stalled, None));
+        tokio::select! {
+            _ = asked.notified() => {}
+            done = &mut download => panic!("a body that never ends finished: {done:?}"),
+        }
+        // The first chunk is on disk, in a download file.
+        let part_seen = files_in(dir.path()).iter().any(|n| n.ends_with(".part"));
+        assert!(part_seen, "the download never started");
+        // The client left: the download is dropped mid-way.
+        drop(download);
+        assert_eq!(files_in(dir.path()), Vec::<String>::new());
+        assert!(cache.get("a", 1).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_artifact_larger_than_the_cache_is_removed_when_its_guard_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), 4).await.unwrap();
+        let (_, path, guard) = cache
+            .store("a", 1, artifact(b"0123456789"), None)
+            .await
+            .unwrap();
+        let guard = guard.expect("a temporary file");
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
+        drop(guard);
+        assert!(!path.exists());
         assert!(cache.get("a", 1).is_none());
     }
 }

@@ -195,9 +195,7 @@ impl ModelRegistryService for Api {
         let fetch = self.proxy.fetch(&uri).await?;
         let total = fetch.artifact.size;
         if request.offset < 0 || request.offset as u64 > total {
-            if fetch.temporary {
-                let _ = tokio::fs::remove_file(&fetch.path).await;
-            }
+            // Returning drops `fetch`, whose guard removes a temporary file.
             return Err(Error::InvalidArgument(format!(
                 "offset {} must be within 0..={total} (the artifact's size)",
                 request.offset
@@ -210,10 +208,8 @@ impl ModelRegistryService for Api {
                 error: e.to_string(),
             })
         })?;
-        if fetch.temporary {
-            // Unix keeps the open file readable.
-            let _ = tokio::fs::remove_file(&fetch.path).await;
-        }
+        // Unix keeps the open file readable: a temporary file can go now.
+        drop(fetch.temporary);
         let header = pb::FetchModelHeader {
             version: Some(version_to_proto(&fetch.resolution.view)),
             sha256: fetch.artifact.sha256.clone(),

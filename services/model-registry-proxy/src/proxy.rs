@@ -10,7 +10,7 @@ use stockcast_bus::EventBus;
 use tokio::sync::broadcast;
 
 use crate::audit::AuditStore;
-use crate::cache::{ArtifactCache, CacheError, Cached};
+use crate::cache::{ArtifactCache, CacheError, Cached, TempFile};
 use crate::error::Error;
 use crate::onnx::{self, Contract, TAG_SHA256};
 use crate::registry::{ArtifactFormat, ModelInfo, Page, Registry, RegistryError, VersionInfo};
@@ -49,8 +49,9 @@ pub struct Fetch {
     pub artifact: Cached,
     /// Where the bytes are.
     pub path: PathBuf,
-    /// The file is private to this fetch (too large for the cache): remove it after.
-    pub temporary: bool,
+    /// The file is private to this fetch (too large for the cache): it is removed when this
+    /// guard drops (open the file first).
+    pub temporary: Option<TempFile>,
 }
 
 /// (model, version, sha256).
@@ -264,8 +265,12 @@ impl Proxy {
     }
 
     /// The cached artifact of `info`, downloading (and verifying against the `sha256` tag)
-    /// when missing. Returns its path and whether that path is private to the caller.
-    async fn artifact(&self, info: &VersionInfo) -> Result<(Cached, PathBuf, bool), Error> {
+    /// when missing. Returns its path and, when that path is private to the caller, the
+    /// guard that removes it.
+    async fn artifact(
+        &self,
+        info: &VersionInfo,
+    ) -> Result<(Cached, PathBuf, Option<TempFile>), Error> {
         let expected = info
             .tags
             .get(TAG_SHA256)
@@ -278,7 +283,7 @@ impl Proxy {
                 }
                 _ => {
                     let path = self.cache.path(&cached);
-                    return Ok((cached, path, false));
+                    return Ok((cached, path, None));
                 }
             }
         }
@@ -288,10 +293,7 @@ impl Proxy {
             .store(&info.name, info.version, artifact, expected.as_deref())
             .await
         {
-            Ok((cached, path)) => {
-                let temporary = path != self.cache.path(&cached);
-                Ok((cached, path, temporary))
-            }
+            Ok(stored) => Ok(stored),
             Err(error @ CacheError::ChecksumMismatch { .. }) => {
                 crate::metrics::checksum_mismatch();
                 Err(error.into())
@@ -305,7 +307,6 @@ impl Proxy {
         let (cached, path, temporary) = self.artifact(&info).await?;
         let key = (info.name.clone(), info.version, cached.sha256.clone());
         let known = lock(&self.metadata).get(&key).cloned();
-        let known_props = known.is_some();
         let props = match known {
             Some(props) => props,
             None => {
@@ -317,24 +318,28 @@ impl Proxy {
                     onnx::read_metadata_props(std::io::BufReader::new(file))
                 })
                 .await;
-                if temporary {
-                    let _ = tokio::fs::remove_file(&path).await;
-                }
-                let props = read
-                    .map_err(|e| Error::FailedPrecondition(format!("reading ONNX: {e}")))?
-                    .map_err(|e| {
-                        Error::FailedPrecondition(format!(
-                            "models:/{}/{}: {e}",
-                            info.name, info.version
-                        ))
-                    })?;
+                drop(temporary);
+                let read = match read {
+                    Ok(Ok(props)) => Ok(props),
+                    Ok(Err(e)) => Err(Error::FailedPrecondition(format!(
+                        "models:/{}/{}: {e}",
+                        info.name, info.version
+                    ))),
+                    Err(e) => Err(Error::FailedPrecondition(format!("reading ONNX: {e}"))),
+                };
+                let props = match read {
+                    Ok(props) => props,
+                    Err(error) => {
+                        // Bytes that are not a readable model are not kept: a later request
+                        // downloads (and checks) them again.
+                        self.cache.remove(&info.name, info.version).await;
+                        return Err(error);
+                    }
+                };
                 lock(&self.metadata).insert(key, props.clone());
                 props
             }
         };
-        if temporary && known_props {
-            let _ = tokio::fs::remove_file(&path).await;
-        }
         let contract = onnx::contract_of(Some(&props), &info.tags).map_err(|e| {
             Error::FailedPrecondition(format!(
                 "models:/{}/{} declares an unusable contract: {e}",
