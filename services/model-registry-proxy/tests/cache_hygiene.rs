@@ -6,7 +6,7 @@ mod support;
 
 use bytes::Bytes;
 use stockcast_model_registry_proxy::registry::{ArtifactFormat, NewVersion};
-use support::harness::{Harness, model_name, resolve};
+use support::harness::{Harness, cache_files, model_name, resolve};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,11 +34,7 @@ async fn bytes_that_are_not_onnx_are_refused_and_not_kept() {
         assert!(refused.message().contains(&uri), "{refused:?}");
     }
     let dirs = h.stop().await;
-    let left: Vec<_> = std::fs::read_dir(dirs.path().join("cache"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name != "index.json")
-        .collect();
+    let left = cache_files(&dirs);
     assert!(
         left.is_empty(),
         "the unreadable artifact is not kept: {left:?}"

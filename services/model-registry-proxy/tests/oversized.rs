@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::harness::{Harness, Spec, fetch, model_name, register, resolve, sha256};
+use support::harness::{Harness, Spec, cache_files, fetch, model_name, register, resolve, sha256};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_larger_than_the_cache_is_served_and_not_kept() {
@@ -29,10 +29,6 @@ async fn an_artifact_larger_than_the_cache_is_served_and_not_kept() {
         assert_eq!(got, bytes[1000..]);
     }
     let dirs = h.stop().await;
-    let left: Vec<_> = std::fs::read_dir(dirs.path().join("cache"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name != "index.json")
-        .collect();
+    let left = cache_files(&dirs);
     assert!(left.is_empty(), "nothing kept or left behind: {left:?}");
 }

@@ -278,6 +278,20 @@ impl Default for Spec {
     }
 }
 
+/// The files in the artifact cache under `dirs` (from `Harness::stop`), but its index.
+pub fn cache_files(dirs: &tempfile::TempDir) -> Vec<String> {
+    std::fs::read_dir(dirs.path().join("cache"))
+        .expect("cache dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name != "index.json")
+        .collect()
+}
+
 /// SHA-256 of `bytes`, lower-case hex.
 pub fn sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
