@@ -70,6 +70,7 @@ fn batch(symbols: i64, first: i64, count: i64) -> WriteBatch {
             states: Vec::new(),
             keep_existing: false,
         }],
+        revisions: Vec::new(),
         chunk: None,
     }
 }

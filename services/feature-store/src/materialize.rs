@@ -321,6 +321,7 @@ impl Materializer {
                             states: Vec::new(),
                             keep_existing: true,
                         }],
+                        revisions: Vec::new(),
                         chunk: Some(ChunkDone {
                             job_id: job.id,
                             chunk: first + k,

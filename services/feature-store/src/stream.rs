@@ -155,6 +155,8 @@ pub struct Processor {
 #[derive(Clone)]
 struct Incoming {
     bar: Bar,
+    /// Ingestion's revision of the bar (0 = first version).
+    revision: i32,
 }
 
 /// A decoded batch.
@@ -328,11 +330,11 @@ impl Processor {
         let now = chrono::Utc::now().timestamp();
         for message in batch {
             match self.decode(message, now) {
-                Ok(bar) => prepared
+                Ok((bar, revision)) => prepared
                     .groups
                     .entry((bar.symbol.clone(), bar.interval))
                     .or_default()
-                    .push(Incoming { bar }),
+                    .push(Incoming { bar, revision }),
                 Err(letter) => prepared
                     .letters
                     .entry(stockcast_bus::dead_letter_topic(&message.topic))
@@ -434,7 +436,7 @@ impl Processor {
                     .push((symbol.clone(), i.bar.ts));
             }
         }
-        let mut stored: HashMap<(String, Interval, Ts), Bar> = HashMap::new();
+        let mut stored: HashMap<(String, Interval, Ts), (Bar, i32)> = HashMap::new();
         for (interval, keys) in &candidates {
             for bar in self
                 .offline
@@ -442,38 +444,41 @@ impl Processor {
                 .await
                 .map_err(Failure::Store)?
             {
-                stored.insert((bar.symbol.clone(), bar.interval, bar.ts), bar);
+                stored.insert((bar.0.symbol.clone(), bar.0.interval, bar.0.ts), bar);
             }
         }
 
         for ((symbol, interval), incoming) in groups {
-            // Collapse redeliveries within the batch (the last event of a key wins: a
-            // correction), drop bars equal to the stored ones, and fold in time order.
+            // Collapse redeliveries within the batch (the highest revision of a key wins, the
+            // last event among equal ones), drop bars equal to the stored ones or older than
+            // them (a lower revision), and fold in time order.
             let pos = positions
                 .get(&(symbol.clone(), interval))
                 .copied()
                 .flatten();
-            let mut latest: BTreeMap<Ts, Bar> = BTreeMap::new();
-            for Incoming { bar } in incoming {
-                if let Some(prev) = latest.get(&bar.ts)
-                    && prev.same_values(&bar)
+            let mut latest: BTreeMap<Ts, (Bar, i32)> = BTreeMap::new();
+            for Incoming { bar, revision } in incoming {
+                if let Some((prev, prev_revision)) = latest.get(&bar.ts)
+                    && (revision < *prev_revision || prev.same_values(&bar))
                 {
                     stats.duplicates += 1;
                     continue;
                 }
-                latest.insert(bar.ts, bar);
+                latest.insert(bar.ts, (bar, revision));
             }
             let mut fresh: Vec<Bar> = Vec::with_capacity(latest.len());
-            for (ts, bar) in latest {
+            let mut revisions: Vec<i32> = Vec::with_capacity(latest.len());
+            for (ts, (bar, revision)) in latest {
                 if pos.is_some_and(|p| ts <= p)
                     && stored
                         .get(&(symbol.clone(), interval, ts))
-                        .is_some_and(|s| s.same_values(&bar))
+                        .is_some_and(|(s, r)| revision < *r || s.same_values(&bar))
                 {
                     stats.duplicates += 1;
                     continue;
                 }
                 fresh.push(bar);
+                revisions.push(revision);
             }
             let Some(first_ts) = fresh.first().map(|b| b.ts) else {
                 continue;
@@ -529,7 +534,10 @@ impl Processor {
                 });
                 self.cache.insert(key, (state, bytes));
             }
+            // Keep `revisions` aligned with `bars`.
+            write.revisions.resize(write.bars.len(), 0);
             write.bars.extend(fresh);
+            write.revisions.extend(revisions);
         }
         stats.bars = write.bars.len() as u64;
         stats.rows = view_writes.values().map(|v| v.rows.len() as u64).sum();
@@ -564,7 +572,7 @@ impl Processor {
         Ok(stats)
     }
 
-    fn decode(&self, message: &Message, now: Ts) -> Result<Bar, DeadLetter> {
+    fn decode(&self, message: &Message, now: Ts) -> Result<(Bar, i32), DeadLetter> {
         let letter = |code: RejectReason, field: &str, reason: String| {
             DeadLetter::new(SERVICE, code, reason).field(field)
         };
@@ -596,7 +604,15 @@ impl Processor {
         self.validator
             .check(&bar, now)
             .map_err(|r| letter(r.code, r.field, r.reason).symbol(&bar.symbol))?;
-        Ok(bar)
+        if event.revision < 0 {
+            return Err(letter(
+                RejectReason::Malformed,
+                "revision",
+                format!("revision {} is negative", event.revision),
+            )
+            .symbol(&bar.symbol));
+        }
+        Ok((bar, event.revision))
     }
 
     /// Replays every stored bar of `symbol` into a fresh state, page by page.

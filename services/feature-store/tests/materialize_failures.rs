@@ -66,7 +66,11 @@ impl OfflineStore for Refusing {
     ) -> Result<Vec<Bar>, StoreError> {
         self.inner.bars(s, i, f, u, l).await
     }
-    async fn bars_at(&self, i: Interval, k: &[(String, Ts)]) -> Result<Vec<Bar>, StoreError> {
+    async fn bars_at(
+        &self,
+        i: Interval,
+        k: &[(String, Ts)],
+    ) -> Result<Vec<(Bar, i32)>, StoreError> {
         self.inner.bars_at(i, k).await
     }
     async fn symbols(&self, i: Interval) -> Result<Vec<String>, StoreError> {

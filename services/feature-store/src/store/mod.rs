@@ -197,8 +197,12 @@ pub struct ChunkDone {
 /// Everything one transaction of the offline store applies, all or nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteBatch {
-    /// Bars upserted on (symbol, interval, ts).
+    /// Bars upserted on (symbol, interval, ts); a stored bar is never replaced by one with a
+    /// lower revision.
     pub bars: Vec<Bar>,
+    /// The revision of `bars[i]` (ingestion's: 0 = first version, n = n-th correction);
+    /// missing entries are 0.
+    pub revisions: Vec<i32>,
     /// Feature rows and state snapshots per view version.
     pub views: Vec<ViewWrite>,
     /// A materialization chunk to mark done (with its counters added to the job).
@@ -206,6 +210,11 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// The revision of `bars[i]`.
+    pub fn revision(&self, i: usize) -> i32 {
+        self.revisions.get(i).copied().unwrap_or(0)
+    }
+
     /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
         self.bars.is_empty()
@@ -370,13 +379,13 @@ pub trait OfflineStore: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<Bar>, StoreError>;
 
-    /// The stored bars at exactly the given (symbol, ts) keys at `interval`; keys without a
-    /// bar are left out. Order is unspecified.
+    /// The stored bars at exactly the given (symbol, ts) keys at `interval`, with their
+    /// revisions; keys without a bar are left out. Order is unspecified.
     async fn bars_at(
         &self,
         interval: Interval,
         keys: &[(String, Ts)],
-    ) -> Result<Vec<Bar>, StoreError>;
+    ) -> Result<Vec<(Bar, i32)>, StoreError>;
 
     /// Symbols with at least one stored bar at `interval`, sorted.
     async fn symbols(&self, interval: Interval) -> Result<Vec<String>, StoreError>;

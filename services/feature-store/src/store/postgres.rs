@@ -125,11 +125,11 @@ impl PostgresOffline {
 macro_rules! bars_from_arrays {
     () => {
         r#"
-INSERT INTO bars AS b (symbol, interval, ts, open, high, low, close, volume)
-SELECT symbol, interval, to_timestamp(ts), open, high, low, close, volume
+INSERT INTO bars AS b (symbol, interval, ts, open, high, low, close, volume, revision)
+SELECT symbol, interval, to_timestamp(ts), open, high, low, close, volume, revision
 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::float8[],
-            $6::float8[], $7::float8[], $8::float8[])
-    AS t(symbol, interval, ts, open, high, low, close, volume)"#
+            $6::float8[], $7::float8[], $8::float8[], $9::int4[])
+    AS t(symbol, interval, ts, open, high, low, close, volume, revision)"#
     };
 }
 
@@ -141,7 +141,8 @@ const UPSERT_BARS: &str = concat!(
     r#"
 ON CONFLICT (symbol, interval, ts) DO UPDATE
     SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
-        close = EXCLUDED.close, volume = EXCLUDED.volume
+        close = EXCLUDED.close, volume = EXCLUDED.volume, revision = EXCLUDED.revision
+    WHERE b.revision <= EXCLUDED.revision
 "#
 );
 
@@ -399,20 +400,22 @@ struct BarColumns<'a> {
     low: Vec<f64>,
     close: Vec<f64>,
     volume: Vec<f64>,
+    revisions: Vec<i32>,
 }
 
 impl<'a> BarColumns<'a> {
-    fn of(bars: &[&'a Bar]) -> Self {
-        let column = |f: fn(&Bar) -> f64| bars.iter().map(|b| f(b)).collect::<Vec<f64>>();
+    fn of(bars: &[&'a (&'a Bar, i32)]) -> Self {
+        let column = |f: fn(&Bar) -> f64| bars.iter().map(|(b, _)| f(b)).collect::<Vec<f64>>();
         Self {
-            symbols: bars.iter().map(|b| b.symbol.as_str()).collect(),
-            intervals: bars.iter().map(|b| b.interval.as_str()).collect(),
-            ts: bars.iter().map(|b| clamp_ts(b.ts)).collect(),
+            symbols: bars.iter().map(|(b, _)| b.symbol.as_str()).collect(),
+            intervals: bars.iter().map(|(b, _)| b.interval.as_str()).collect(),
+            ts: bars.iter().map(|(b, _)| clamp_ts(b.ts)).collect(),
             open: column(|b| b.open),
             high: column(|b| b.high),
             low: column(|b| b.low),
             close: column(|b| b.close),
             volume: column(|b| b.volume),
+            revisions: bars.iter().map(|(_, r)| *r).collect(),
         }
     }
 
@@ -426,14 +429,21 @@ impl<'a> BarColumns<'a> {
             .bind(&self.low)
             .bind(&self.close)
             .bind(&self.volume)
+            .bind(&self.revisions)
     }
 }
 
 async fn upsert_bars(
     tx: &mut Transaction<'static, Postgres>,
-    bars: &[Bar],
+    batch: &WriteBatch,
 ) -> Result<(), StoreError> {
-    let bars = last_per_key(bars, |b| (b.symbol.as_str(), b.interval, b.ts));
+    let revised: Vec<(&Bar, i32)> = batch
+        .bars
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b, batch.revision(i)))
+        .collect();
+    let bars = last_per_key(&revised, |(b, _)| (b.symbol.as_str(), b.interval, b.ts));
     for part in bars.chunks(ROWS_PER_STATEMENT) {
         let columns = BarColumns::of(part);
         insert_or_upsert(tx, |sql| columns.bind(sql), INSERT_BARS, UPSERT_BARS).await?;
@@ -598,7 +608,7 @@ impl OfflineStore for PostgresOffline {
         }
         let mut tx = self.pool.begin().await.map_err(pg)?;
         if !batch.bars.is_empty() {
-            upsert_bars(&mut tx, &batch.bars).await?;
+            upsert_bars(&mut tx, batch).await?;
         }
         for view in &batch.views {
             if !view.rows.is_empty() {
@@ -653,7 +663,7 @@ impl OfflineStore for PostgresOffline {
         &self,
         interval: Interval,
         keys: &[(String, Ts)],
-    ) -> Result<Vec<Bar>, StoreError> {
+    ) -> Result<Vec<(Bar, i32)>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -662,7 +672,7 @@ impl OfflineStore for PostgresOffline {
             keys.into_iter().map(|(s, t)| (s, clamp_ts(t))).unzip();
         let rows = sqlx::query(
             "SELECT b.symbol, extract(epoch FROM b.ts)::bigint AS ts, \
-                    b.open, b.high, b.low, b.close, b.volume \
+                    b.open, b.high, b.low, b.close, b.volume, b.revision \
              FROM unnest($2::text[], $3::bigint[]) AS k(symbol, ts) \
              JOIN bars b ON b.symbol = k.symbol AND b.interval = $1 \
                         AND b.ts = to_timestamp(k.ts)",
@@ -676,7 +686,8 @@ impl OfflineStore for PostgresOffline {
         rows.iter()
             .map(|row| {
                 let symbol: String = row.try_get("symbol").map_err(pg)?;
-                bar_from_row(row, symbol, interval)
+                let revision: i32 = row.try_get("revision").map_err(pg)?;
+                Ok((bar_from_row(row, symbol, interval)?, revision))
             })
             .collect()
     }

@@ -90,11 +90,12 @@ impl SqliteOffline {
 // statements
 
 const UPSERT_BAR: &str = "\
-INSERT INTO bars (symbol, interval, ts, open, high, low, close, volume) \
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+INSERT INTO bars (symbol, interval, ts, open, high, low, close, volume, revision) \
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
 ON CONFLICT (symbol, interval, ts) DO UPDATE \
     SET open = excluded.open, high = excluded.high, low = excluded.low, \
-        close = excluded.close, volume = excluded.volume";
+        close = excluded.close, volume = excluded.volume, revision = excluded.revision \
+    WHERE bars.revision <= excluded.revision";
 
 const UPSERT_ROW: &str = "\
 INSERT INTO feature_rows (view, version, symbol, event_time, vals) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -338,7 +339,7 @@ impl OfflineStore for SqliteOffline {
         }
         let mut tx = self.pool.begin().await.map_err(lite)?;
         // Rows apply in batch order, so a repeated key keeps its last value.
-        for bar in &batch.bars {
+        for (i, bar) in batch.bars.iter().enumerate() {
             sqlx::query(UPSERT_BAR)
                 .bind(bar.symbol.as_str())
                 .bind(bar.interval.as_str())
@@ -348,6 +349,7 @@ impl OfflineStore for SqliteOffline {
                 .bind(bar.low)
                 .bind(bar.close)
                 .bind(bar.volume)
+                .bind(batch.revision(i))
                 .execute(&mut *tx)
                 .await
                 .map_err(lite)?;
@@ -417,7 +419,7 @@ impl OfflineStore for SqliteOffline {
         &self,
         interval: Interval,
         keys: &[(String, Ts)],
-    ) -> Result<Vec<Bar>, StoreError> {
+    ) -> Result<Vec<(Bar, i32)>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -426,7 +428,7 @@ impl OfflineStore for SqliteOffline {
         let rows = sqlx::query(
             "WITH k AS (SELECT json_extract(value, '$[0]') AS symbol, \
                                json_extract(value, '$[1]') AS ts FROM json_each(?2)) \
-             SELECT b.symbol, b.ts, b.open, b.high, b.low, b.close, b.volume \
+             SELECT b.symbol, b.ts, b.open, b.high, b.low, b.close, b.volume, b.revision \
              FROM k JOIN bars b ON b.symbol = k.symbol AND b.interval = ?1 AND b.ts = k.ts",
         )
         .bind(interval.as_str())
@@ -437,7 +439,8 @@ impl OfflineStore for SqliteOffline {
         rows.iter()
             .map(|row| {
                 let symbol: String = row.try_get("symbol").map_err(lite)?;
-                bar_from_row(row, symbol, interval)
+                let revision: i32 = row.try_get("revision").map_err(lite)?;
+                Ok((bar_from_row(row, symbol, interval)?, revision))
             })
             .collect()
     }

@@ -180,6 +180,7 @@ pub async fn write_is_all_or_nothing(store: Arc<dyn OfflineStore>) {
         .write(&WriteBatch {
             bars: vec![bar("AAPL", 0, 100.0)],
             views: vec![rows_of(view(1), vec![row("AAPL", et(0), vec![1.0])])],
+            revisions: Vec::new(),
             chunk: None,
         })
         .await
@@ -194,6 +195,7 @@ pub async fn write_is_all_or_nothing(store: Arc<dyn OfflineStore>) {
             states: vec![state("AAPL", ts(1), 2, b"s")],
             keep_existing: false,
         }],
+        revisions: Vec::new(),
         chunk: Some(ChunkDone {
             job_id: Uuid::now_v7(),
             chunk: 0,
@@ -215,6 +217,7 @@ pub async fn write_is_all_or_nothing(store: Arc<dyn OfflineStore>) {
             ),
             rows_of(view(3), vec![row("AAPL", et(2), vec![6.0])]),
         ],
+        revisions: Vec::new(),
         chunk: None,
     };
     assert!(store.write(&bad_version).await.is_err());
@@ -303,6 +306,7 @@ pub async fn upserts_are_idempotent_and_replace_values(store: Arc<dyn OfflineSto
             states: vec![state("MSFT", ts(4), 5, b"after-4")],
             keep_existing: false,
         }],
+        revisions: Vec::new(),
         chunk: None,
     };
     store.write(&batch).await.unwrap();
@@ -334,6 +338,7 @@ pub async fn upserts_are_idempotent_and_replace_values(store: Arc<dyn OfflineSto
             ],
             keep_existing: false,
         }],
+        revisions: Vec::new(),
         chunk: None,
     };
     store.write(&fixed).await.unwrap();
@@ -361,6 +366,7 @@ pub async fn upserts_are_idempotent_and_replace_values(store: Arc<dyn OfflineSto
                 .map(|i| row("MSFT", et(i), vec![30.0 + i as f64]))
                 .collect(),
         )],
+        revisions: Vec::new(),
         chunk: None,
     };
     store.write(&overlapping).await.unwrap();
@@ -498,10 +504,34 @@ pub async fn bars_at_returns_the_stored_keys(store: Arc<dyn OfflineStore>) {
         ("A".to_owned(), ts(1) + 1),
     ];
     let mut found = store.bars_at(IV, &keys).await.unwrap();
-    found.sort_by(|a, b| (&a.symbol, a.ts).cmp(&(&b.symbol, b.ts)));
-    assert_eq!(found, vec![bar("A", 1, 2.0), bar("B", 0, 3.0)]);
+    found.sort_by(|a, b| (&a.0.symbol, a.0.ts).cmp(&(&b.0.symbol, b.0.ts)));
+    assert_eq!(found, vec![(bar("A", 1, 2.0), 0), (bar("B", 0, 3.0), 0)]);
     assert!(store.bars_at(Interval::D1, &keys).await.unwrap().is_empty());
     assert!(store.bars_at(IV, &[]).await.unwrap().is_empty());
+}
+
+/// A bar is replaced by a higher or equal revision, never by a lower one.
+pub async fn bars_never_go_back_a_revision(store: Arc<dyn OfflineStore>) {
+    let write = |close: f64, revision: i32| WriteBatch {
+        bars: vec![bar("REV", 0, close)],
+        revisions: vec![revision],
+        ..WriteBatch::default()
+    };
+    let read = || async {
+        store
+            .bars_at(IV, &[("REV".to_owned(), ts(0))])
+            .await
+            .unwrap()
+    };
+    store.write(&write(1.0, 0)).await.unwrap();
+    store.write(&write(2.0, 2)).await.unwrap();
+    assert_eq!(read().await, vec![(bar("REV", 0, 2.0), 2)]);
+    store.write(&write(1.0, 0)).await.unwrap(); // an older revision arrives late
+    assert_eq!(read().await, vec![(bar("REV", 0, 2.0), 2)]);
+    store.write(&write(3.0, 2)).await.unwrap(); // equal: replaced
+    assert_eq!(read().await, vec![(bar("REV", 0, 3.0), 2)]);
+    store.write(&write(4.0, 3)).await.unwrap();
+    assert_eq!(read().await, vec![(bar("REV", 0, 4.0), 3)]);
 }
 
 pub async fn symbols_are_listed_per_interval(store: Arc<dyn OfflineStore>) {
@@ -657,6 +687,7 @@ async fn write_leakage_series(store: &Arc<dyn OfflineStore>) {
                     ],
                 ),
             ],
+            revisions: Vec::new(),
             chunk: None,
         })
         .await
@@ -844,6 +875,7 @@ pub async fn span_pages_across_symbols_with_a_cursor(store: Arc<dyn OfflineStore
         .write(&WriteBatch {
             bars: (0..8).map(|i| bar("B", i, leak_close(i))).collect(),
             views,
+            revisions: Vec::new(),
             chunk: None,
         })
         .await
@@ -1002,6 +1034,7 @@ pub async fn chunks_advance_counters_once(store: Arc<dyn OfflineStore>) {
     let chunk = |index: i64, state: &[u8], bars_read: i64, vectors: i64| WriteBatch {
         bars: vec![bar("AAPL", index, 10.0)],
         views: vec![rows_of(view(2), vec![row("AAPL", et(index), vec![1.0])])],
+        revisions: Vec::new(),
         chunk: Some(ChunkDone {
             job_id: job.id,
             chunk: index,
@@ -1042,6 +1075,7 @@ pub async fn large_batches_are_written_whole(store: Arc<dyn OfflineStore>) {
         .write(&WriteBatch {
             bars,
             views: vec![rows_of(view(1), rows)],
+            revisions: Vec::new(),
             chunk: None,
         })
         .await
@@ -1084,6 +1118,7 @@ macro_rules! offline_store_cases {
             vectors_round_trip_bit_exactly,
             bars_page_by_time,
             bars_at_returns_the_stored_keys,
+            bars_never_go_back_a_revision,
             symbols_are_listed_per_interval,
             states_upsert_and_read,
             point_in_time_never_leaks,

@@ -388,6 +388,44 @@ macro_rules! stream_cases {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_older_revision_arriving_after_a_newer_one_is_ignored() {
+            let b: Backends = $make("fs-rev").await;
+            let (topic, group) = topic(&*b.bus, "fs-rev").await;
+            let s = series("REV", 50, 1.3);
+            let cat = catalog(&[default_view()]);
+            let view = View::compile(&default_view()).unwrap();
+            let syms = vec!["REV".to_owned()];
+            publish(&*b.bus, &topic, &s).await;
+            let mut corrected = s[20].clone();
+            corrected.close *= 1.03;
+            corrected.high = corrected.high.max(corrected.close);
+            // Revision 1, then the original revision 0 again (a late re-publication), in one
+            // batch and across batches.
+            b.bus.publish(&topic, event(&corrected, 1)).await.unwrap();
+            b.bus.publish(&topic, event(&s[20], 0)).await.unwrap();
+            let p = processor(&b, &cat, settings(&group, 51));
+            let committed = p.progress();
+            run_until(p, &topic, || async {
+                committed.load(std::sync::atomic::Ordering::Relaxed) >= 52
+            })
+            .await
+            .unwrap();
+            b.bus.publish(&topic, event(&s[20], 0)).await.unwrap();
+            let p = processor(&b, &cat, settings(&group, 51));
+            let committed = p.progress();
+            let stats = run_until(p, &topic, || async {
+                committed.load(std::sync::atomic::Ordering::Relaxed) >= 1
+            })
+            .await
+            .unwrap();
+            assert_eq!(stats.duplicates, 1, "{stats:?}");
+            let mut fixed = s.clone();
+            fixed[20] = corrected;
+            assert_exact(&*b.offline, &view, &[fixed]).await;
+            let _ = &syms;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn bad_events_go_to_the_dead_letter_topic_and_good_ones_flow() {
             let b: Backends = $make("fs-dlq").await;
             let (topic, group) = topic(&*b.bus, "fs-dlq").await;
