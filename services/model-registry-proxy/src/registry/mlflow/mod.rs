@@ -496,6 +496,21 @@ impl Registry for MlflowRegistry {
                     uri.artifact_uri
                 )));
             };
+            let extra: Vec<String> = files
+                .iter()
+                .map(base)
+                .filter(|f| *f != data && !MLMODEL_METADATA.contains(&f.as_str()))
+                .collect();
+            if !extra.is_empty() {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "{}: the model directory {} holds {} besides {data} (ONNX external data?); \
+                     the proxy serves {data} alone, which could not be loaded without them: \
+                     log the model with mlflow.onnx.log_model(..., save_as_external_data=False)",
+                    version_label(version),
+                    uri.artifact_uri,
+                    extra.join(", ")
+                )));
+            }
             return self
                 .stream(&format!("{path}/{data}"), ArtifactFormat::MlflowOnnx)
                 .await;
@@ -518,6 +533,18 @@ impl Registry for MlflowRegistry {
         }
     }
 }
+
+/// Files MLflow writes next to a flavor's data file that a model does not need to load.
+const MLMODEL_METADATA: [&str; 8] = [
+    "MLmodel",
+    "conda.yaml",
+    "python_env.yaml",
+    "requirements.txt",
+    "input_example.json",
+    "serving_input_example.json",
+    "registered_model_meta",
+    "metadata",
+];
 
 fn version_label(v: &VersionInfo) -> String {
     format!("models:/{}/{}", v.name, v.version)
