@@ -203,11 +203,15 @@ impl Proxy {
     /// Compares the registry's aliases with the recorded ones and records every difference
     /// as a detected change. Returns how many.
     pub async fn poll_once(&self) -> Result<usize, Error> {
+        // Retry what an earlier publish could not send first: the broker may be back while
+        // the registry is not.
+        let published = self.publish_pending().await;
         // Held while listing: a change made through the API meanwhile would otherwise look
         // like a difference between this (older) listing and the recorded aliases.
         let _guard = self.change_lock.lock().await;
         let mut current: KnownAliases = BTreeMap::new();
         let mut token = String::new();
+        let mut seen_tokens = BTreeSet::new();
         loop {
             let page = self.registry.list_models("", 1000, &token).await?;
             for model in page.items {
@@ -218,12 +222,20 @@ impl Proxy {
             if page.next_token.is_empty() {
                 break;
             }
+            if !seen_tokens.insert(page.next_token.clone()) {
+                // A registry that hands out a page token twice would be listed forever; a
+                // partial listing would look like deleted aliases: compare nothing.
+                return Err(Error::Registry(RegistryError::Internal(format!(
+                    "listing models returned page token {:?} twice; aliases not compared",
+                    page.next_token
+                ))));
+            }
             token = page.next_token;
         }
         let known = self.audit.known_aliases().await?;
         let changes = self.reconcile(&current, &known, Origin::Poll).await?;
-        if changes == 0 {
-            // Retry what an earlier publish could not send.
+        if published.is_err() {
+            // Still failing (the changes just recorded tried too): report it.
             self.publish_pending().await?;
         }
         Ok(changes)
@@ -353,5 +365,179 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use stockcast_bus::MemoryBus;
+
+    use super::*;
+    use crate::audit::{AuditStore, SqliteAudit};
+    use crate::cache::ArtifactCache;
+    use crate::registry::{Artifact, ModelInfo, NewVersion, Page, Registry, VersionInfo};
+
+    /// A registry whose model listing is `listing` (called with the page token) and whose
+    /// every other call fails as unreachable.
+    #[derive(Debug)]
+    struct Stub {
+        listing: fn(&str) -> Result<Page<ModelInfo>, RegistryError>,
+        listed: AtomicUsize,
+    }
+
+    fn down<T>() -> Result<T, RegistryError> {
+        Err(RegistryError::Unavailable("registry down (test)".into()))
+    }
+
+    #[async_trait]
+    impl Registry for Stub {
+        fn kind(&self) -> &'static str {
+            "stub"
+        }
+        async fn ping(&self) -> Result<(), RegistryError> {
+            down()
+        }
+        async fn create_model(&self, _: &str, _: &str) -> Result<ModelInfo, RegistryError> {
+            down()
+        }
+        async fn get_model(&self, _: &str) -> Result<ModelInfo, RegistryError> {
+            down()
+        }
+        async fn list_models(
+            &self,
+            _: &str,
+            _: usize,
+            token: &str,
+        ) -> Result<Page<ModelInfo>, RegistryError> {
+            if self.listed.fetch_add(1, Ordering::SeqCst) >= 100 {
+                return Err(RegistryError::Internal("listed 100 pages (test)".into()));
+            }
+            (self.listing)(token)
+        }
+        async fn create_version(
+            &self,
+            _: &str,
+            _: NewVersion,
+        ) -> Result<VersionInfo, RegistryError> {
+            down()
+        }
+        async fn get_version(&self, _: &str, _: i64) -> Result<VersionInfo, RegistryError> {
+            down()
+        }
+        async fn list_versions(
+            &self,
+            _: &str,
+            _: usize,
+            _: &str,
+        ) -> Result<Page<VersionInfo>, RegistryError> {
+            down()
+        }
+        async fn version_by_alias(&self, _: &str, _: &str) -> Result<VersionInfo, RegistryError> {
+            down()
+        }
+        async fn latest_version(
+            &self,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<VersionInfo, RegistryError> {
+            down()
+        }
+        async fn set_alias(&self, _: &str, _: &str, _: i64) -> Result<(), RegistryError> {
+            down()
+        }
+        async fn delete_alias(&self, _: &str, _: &str) -> Result<(), RegistryError> {
+            down()
+        }
+        async fn set_version_tag(
+            &self,
+            _: &str,
+            _: i64,
+            _: &str,
+            _: &str,
+        ) -> Result<(), RegistryError> {
+            down()
+        }
+        async fn transition_stage(
+            &self,
+            _: &str,
+            _: i64,
+            _: &str,
+        ) -> Result<VersionInfo, RegistryError> {
+            down()
+        }
+        async fn open_artifact(&self, _: &VersionInfo) -> Result<Artifact, RegistryError> {
+            down()
+        }
+    }
+
+    async fn proxy_on(
+        listing: fn(&str) -> Result<Page<ModelInfo>, RegistryError>,
+        dir: &tempfile::TempDir,
+    ) -> (Proxy, Arc<dyn AuditStore>) {
+        let audit: Arc<dyn AuditStore> =
+            Arc::new(SqliteAudit::open("sqlite::memory:").await.unwrap());
+        let proxy = Proxy::new(
+            Arc::new(Stub {
+                listing,
+                listed: AtomicUsize::new(0),
+            }),
+            audit.clone(),
+            ArtifactCache::open(dir.path(), 1 << 20).await.unwrap(),
+            Arc::new(MemoryBus::default()),
+            "model-events",
+            Duration::from_secs(1),
+        );
+        (proxy, audit)
+    }
+
+    #[tokio::test]
+    async fn the_poller_publishes_pending_events_while_the_registry_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, audit) = proxy_on(|_| down(), &dir).await;
+        // A change recorded while the broker was down: in the outbox, not published.
+        audit
+            .record(&Change {
+                occurred_at_ms: 1,
+                actor: "alice".into(),
+                kind: ChangeKind::AliasSet,
+                model: "daily-return".into(),
+                alias: "champion".into(),
+                from_version: 0,
+                to_version: 1,
+                reason: "first".into(),
+                origin: Origin::Api,
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit.unpublished(10).await.unwrap().len(), 1);
+        let error = proxy.poll_once().await.unwrap_err();
+        assert!(error.to_string().contains("registry down"), "{error}");
+        assert_eq!(audit.unpublished(10).await.unwrap(), Vec::new());
+    }
+
+    #[tokio::test]
+    async fn the_poller_stops_on_a_page_token_seen_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, audit) = proxy_on(
+            |token| {
+                Ok(Page {
+                    items: Vec::new(),
+                    next_token: if token == "b" { "a" } else { "b" }.to_owned(),
+                })
+            },
+            &dir,
+        )
+        .await;
+        let error = proxy.poll_once().await.unwrap_err();
+        assert!(
+            error.to_string().contains("page token \"b\" twice"),
+            "{error}"
+        );
+        assert!(audit.known_aliases().await.unwrap().is_empty());
     }
 }

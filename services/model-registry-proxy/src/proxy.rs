@@ -271,10 +271,16 @@ impl Proxy {
         &self,
         info: &VersionInfo,
     ) -> Result<(Cached, PathBuf, Option<TempFile>), Error> {
-        let expected = info
-            .tags
-            .get(TAG_SHA256)
-            .map(|s| s.trim().to_ascii_lowercase());
+        let expected = match info.tags.get(TAG_SHA256) {
+            None => None,
+            Some(tag) => Some(declared_sha256(tag).ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "models:/{}/{}: the sha256 tag {tag:?} is not a SHA-256: expected 64 hex \
+                     digits, optionally prefixed \"sha256:\"",
+                    info.name, info.version
+                ))
+            })?),
+        };
         if let Some(cached) = self.cache.get(&info.name, info.version) {
             match &expected {
                 Some(tag) if *tag != cached.sha256 => {
@@ -370,11 +376,7 @@ impl Proxy {
         let sha256 = cached
             .as_ref()
             .map(|c| c.sha256.clone())
-            .or_else(|| {
-                info.tags
-                    .get(TAG_SHA256)
-                    .map(|s| s.trim().to_ascii_lowercase())
-            })
+            .or_else(|| info.tags.get(TAG_SHA256).and_then(|t| declared_sha256(t)))
             .unwrap_or_default();
         VersionView {
             contract,
@@ -414,6 +416,18 @@ impl Proxy {
             next_token: page.next_token,
         })
     }
+}
+
+/// The lower-case hex SHA-256 a `sha256` tag declares: 64 hex digits in any case,
+/// optionally prefixed `sha256:`; `None` when the tag is not that.
+fn declared_sha256(tag: &str) -> Option<String> {
+    let tag = tag.trim();
+    let hex = match tag.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("sha256:") => &tag[7..],
+        _ => tag,
+    };
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 fn unavailable(error: &Error) -> bool {
@@ -471,6 +485,25 @@ mod tests {
                 .map(|r| r.view.info.version),
             Some(2)
         );
+    }
+
+    #[test]
+    fn sha256_tags_may_carry_a_prefix_and_must_be_64_hex_digits() {
+        let digest = "ab".repeat(32);
+        assert_eq!(declared_sha256(&digest), Some(digest.clone()));
+        assert_eq!(
+            declared_sha256(&format!(" sha256:{} ", digest.to_uppercase())),
+            Some(digest.clone())
+        );
+        assert_eq!(
+            declared_sha256(&format!("SHA256:{digest}")),
+            Some(digest.clone())
+        );
+        assert_eq!(declared_sha256(&digest[..63]), None);
+        assert_eq!(declared_sha256(&format!("{}zz", &digest[..62])), None);
+        assert_eq!(declared_sha256(&format!("md5:{digest}")), None);
+        assert_eq!(declared_sha256(""), None);
+        assert_eq!(declared_sha256("sha256:é"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use stockcast_runtime::cli::ServiceSettings;
 use stockcast_runtime::{ConfigError, Secret, ServerSettings, TelemetrySettings};
 
 use crate::registry::MlflowSettings;
+use crate::registry::mlflow::MAX_RETRIES as MAX_MLFLOW_RETRIES;
 
 /// Everything the proxy reads from configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -232,6 +233,13 @@ impl stockcast_runtime::Settings for Settings {
                         ));
                     }
                 }
+                let retries = self.registry.mlflow.retries;
+                if retries > MAX_MLFLOW_RETRIES {
+                    return Err(ConfigError::invalid(
+                        "registry.mlflow.retries",
+                        format!("{retries} is more than the maximum of {MAX_MLFLOW_RETRIES}"),
+                    ));
+                }
             }
             RegistryKind::Local => {}
         }
@@ -308,6 +316,14 @@ mod tests {
             s.registry.mlflow.request_timeout_ms = 0;
         });
         assert!(e.contains("registry.mlflow.request_timeout_ms"), "{e}");
+        let e = invalid(|s| {
+            s.registry.kind = RegistryKind::Mlflow;
+            s.registry.mlflow.retries = u32::MAX;
+        });
+        assert!(
+            e.contains("registry.mlflow.retries") && e.contains("maximum of 10"),
+            "{e}"
+        );
         let e = invalid(|s| s.storage.url = Secret::new("mysql://x"));
         assert!(e.contains("storage.url"), "{e}");
         let e = invalid(|s| s.storage.schema = "Registry".into());

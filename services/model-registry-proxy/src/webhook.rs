@@ -119,12 +119,19 @@ fn verify(
     let sent: i64 = timestamp
         .parse()
         .map_err(|_| format!("X-MLflow-Timestamp {timestamp:?} is not Unix seconds"))?;
-    if (now - sent).unsigned_abs() > max_age.as_secs() {
-        return Err(format!(
-            "delivery is {} s old, more than {} s",
-            now - sent,
-            max_age.as_secs()
-        ));
+    let skew = now.abs_diff(sent);
+    if skew > max_age.as_secs() {
+        return Err(if sent <= now {
+            format!(
+                "delivery is {skew} s old, more than {} s",
+                max_age.as_secs()
+            )
+        } else {
+            format!(
+                "delivery is dated {skew} s in the future, more than {} s",
+                max_age.as_secs()
+            )
+        });
     }
     let mut signed = Vec::with_capacity(body.len() + 64);
     signed.extend_from_slice(format!("{delivery_id}.{timestamp}.").as_bytes());
@@ -241,6 +248,14 @@ mod tests {
         assert!(e.contains("does not match"), "{e}");
         let e = verify(&ok, body, "s3cret", age, 2000).unwrap_err();
         assert!(e.contains("1000 s old"), "{e}");
+        // Timestamps far from now in either direction are refused, not overflowed.
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            let far = signed("s3cret", "d2", &ts, body);
+            let e = verify(&far, body, "s3cret", age, 1_700_000_000).unwrap_err();
+            assert!(e.contains("more than 300 s"), "{e}");
+        }
+        let e = verify(&ok, body, "s3cret", age, 100).unwrap_err();
+        assert!(e.contains("900 s in the future"), "{e}");
         let e = verify(&HeaderMap::new(), body, "s3cret", age, 1000).unwrap_err();
         assert!(e.contains("x-mlflow-signature is missing"), "{e}");
     }

@@ -186,11 +186,21 @@ impl Http {
             }
             crate::metrics::mlflow_retry();
             tracing::debug!(attempt, %error, "mlflow call failed; retrying");
-            tokio::time::sleep(jittered(self.backoff * 2u32.saturating_pow(attempt - 1))).await;
+            tokio::time::sleep(jittered(backoff(self.backoff, attempt))).await;
             last = error;
         }
         Err(last)
     }
+}
+
+/// Longest wait between two attempts, before jitter.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The wait after failed attempt `attempt` (1-based): `base` doubled each attempt, at most
+/// `MAX_BACKOFF`.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
+    base.saturating_mul(factor).min(MAX_BACKOFF)
 }
 
 /// `base` ± 50 %.
@@ -347,6 +357,17 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_backoff_doubles_up_to_a_cap_and_never_overflows() {
+        let base = Duration::from_millis(100);
+        assert_eq!(backoff(base, 1), Duration::from_millis(100));
+        assert_eq!(backoff(base, 3), Duration::from_millis(400));
+        assert_eq!(backoff(base, 40), MAX_BACKOFF);
+        assert_eq!(backoff(base, u32::MAX), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::MAX, 5), MAX_BACKOFF);
+        assert!(jittered(backoff(Duration::MAX, u32::MAX)) <= MAX_BACKOFF.mul_f64(1.5));
+    }
 
     #[test]
     fn mlflow_error_codes_map_to_precise_errors() {

@@ -34,7 +34,7 @@ pub struct MlflowSettings {
     pub artifact_timeout_ms: u64,
     /// Retries of an idempotent call after a transient failure.
     pub retries: u32,
-    /// First retry delay, doubled each retry and jittered ±50 %, milliseconds.
+    /// First retry delay, doubled each retry (up to 30 s) and jittered ±50 %, milliseconds.
     pub retry_backoff_ms: u64,
     /// Consecutive failures that open the circuit breaker.
     pub breaker_failures: u32,
@@ -60,6 +60,9 @@ impl Default for MlflowSettings {
         }
     }
 }
+
+/// Most retries `MlflowSettings::retries` may ask for.
+pub const MAX_RETRIES: u32 = 10;
 
 /// The MLflow registry.
 #[derive(Debug)]
