@@ -74,6 +74,8 @@ impl Proxy {
         }
         let _guard = self.change_lock.lock().await;
         let model = self.registry.get_model(name).await?;
+        self.record_differences(name, model.aliases.clone(), Origin::Poll)
+            .await?;
         let current = model.aliases.get(alias).copied().unwrap_or(0);
         if let Some(expected) = expected
             && expected != current
@@ -119,6 +121,8 @@ impl Proxy {
         check(name, alias, reason)?;
         let _guard = self.change_lock.lock().await;
         let model = self.registry.get_model(name).await?;
+        self.record_differences(name, model.aliases.clone(), Origin::Poll)
+            .await?;
         let Some(current) = model.aliases.get(alias).copied() else {
             return Err(Error::Registry(RegistryError::NotFound(format!(
                 "model {name:?} has no alias {alias:?}"
@@ -251,6 +255,17 @@ impl Proxy {
             Err(RegistryError::NotFound(_)) => BTreeMap::new(),
             Err(error) => return Err(error.into()),
         };
+        self.record_differences(name, aliases, origin).await
+    }
+
+    /// Records every difference between `aliases` (model `name` in the registry now) and the
+    /// record of that model. The caller holds the change lock. Returns how many.
+    async fn record_differences(
+        &self,
+        name: &str,
+        aliases: BTreeMap<String, i64>,
+        origin: Origin,
+    ) -> Result<usize, Error> {
         let current: KnownAliases = aliases
             .into_iter()
             .map(|(alias, version)| ((name.to_owned(), alias), version))
