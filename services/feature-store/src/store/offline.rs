@@ -116,18 +116,7 @@ pub async fn open(settings: &OfflineSettings) -> Result<Arc<dyn OfflineStore>, S
     }
 }
 
-/// Whether `schema` is a plain lower-case identifier (it is interpolated into SQL).
-pub fn valid_schema(schema: &str) -> bool {
-    !schema.is_empty()
-        && schema.len() <= 63
-        && schema
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && schema
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
+pub use stockcast_pg::valid_schema;
 
 /// The one place database errors are classified: unreachable or timed out (retry later),
 /// undecodable (corrupt), or refused.

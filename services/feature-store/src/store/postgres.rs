@@ -11,13 +11,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::query::Query;
 use sqlx::{Postgres, Row, Transaction};
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
-use super::offline::{OfflineSettings, last_per_key, span_plan, sqlx_error, valid_schema};
+use super::offline::{OfflineSettings, last_per_key, span_plan, sqlx_error};
 use super::{
     FeatureRow, HistoricalRow, JobRecord, JobState, OfflineStore, OnlineVector, PointInTimeQuery,
     RegisteredView, SpanQuery, StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
@@ -37,6 +37,16 @@ fn pg(error: sqlx::Error) -> StoreError {
 }
 
 /// Seconds clamped into the range PostgreSQL timestamps hold (no stored time lies outside).
+fn setup(error: stockcast_pg::SetupError) -> StoreError {
+    match error {
+        stockcast_pg::SetupError::Sql(e) => pg(e),
+        other => StoreError::Failed {
+            backend: BACKEND,
+            reason: other.to_string(),
+        },
+    }
+}
+
 fn clamp_ts(ts: Ts) -> Ts {
     ts.clamp(-200_000_000_000, 9_000_000_000_000)
 }
@@ -52,31 +62,16 @@ impl PostgresOffline {
     /// A pool that connects lazily to `settings.url`, every connection on `settings.schema`.
     /// Does no I/O: call [`PostgresOffline::migrate`] before use.
     pub fn connect_lazy(settings: &OfflineSettings) -> Result<Self, StoreError> {
-        let schema = settings.schema.as_str();
-        if !valid_schema(schema) {
-            return Err(StoreError::Failed {
-                backend: BACKEND,
-                reason: format!("schema {schema:?} must be a lower-case identifier"),
-            });
-        }
-        let search_path = format!("SET search_path TO \"{schema}\"");
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
-            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-            .after_connect(move |conn, _| {
-                let statement = search_path.clone();
-                Box::pin(async move {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy(settings.url.expose())
-            .map_err(pg)?;
+        let pool = stockcast_pg::schema_pool(
+            settings.url.expose(),
+            &settings.schema,
+            settings.max_connections,
+            Duration::from_millis(settings.acquire_timeout_ms),
+        )
+        .map_err(setup)?;
         Ok(Self {
             pool,
-            schema: schema.to_owned(),
+            schema: settings.schema.clone(),
         })
     }
 
@@ -89,28 +84,16 @@ impl PostgresOffline {
 
     /// Creates the schema if missing and applies migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-            .execute(&self.pool)
+        stockcast_pg::migrate(&self.pool, &self.schema, &MIGRATOR)
             .await
-            .map_err(pg)?;
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Failed {
-                backend: BACKEND,
-                reason: format!("migrations: {e}"),
-            })
+            .map_err(setup)
     }
 
     /// Drops the schema with everything in it (tests and benchmarks).
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
-        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-            .execute(&self.pool)
+        stockcast_pg::drop_schema(&self.pool, &self.schema)
             .await
-            .map_err(pg)?;
-        Ok(())
+            .map_err(setup)
     }
 
     /// Closes the pool, waiting for connections in use.

@@ -216,6 +216,15 @@ pub enum StoreError {
     Database(String),
 }
 
+impl From<stockcast_pg::SetupError> for StoreError {
+    fn from(error: stockcast_pg::SetupError) -> Self {
+        match error {
+            stockcast_pg::SetupError::Sql(e) => e.into(),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     /// The one place database errors are classified (by SQLSTATE for PostgreSQL).
     fn from(error: sqlx::Error) -> Self {

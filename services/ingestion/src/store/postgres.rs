@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
@@ -24,18 +24,7 @@ pub struct PostgresStore {
     schema: String,
 }
 
-/// Whether `schema` is a plain lower-case identifier (it is interpolated into `SET search_path`).
-pub fn valid_schema(schema: &str) -> bool {
-    !schema.is_empty()
-        && schema.len() <= 63
-        && schema
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && schema
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
+pub use stockcast_pg::valid_schema;
 
 impl PostgresStore {
     /// Connects lazily to `url` with every connection on `schema`.
@@ -45,25 +34,7 @@ impl PostgresStore {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        if !valid_schema(schema) {
-            return Err(StoreError::Database(format!(
-                "schema {schema:?} must be a lower-case identifier"
-            )));
-        }
-        let search_path = format!("SET search_path TO \"{schema}\"");
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            .after_connect(move |conn, _| {
-                let statement = search_path.clone();
-                Box::pin(async move {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy(url)?;
+        let pool = stockcast_pg::schema_pool(url, schema, max_connections, acquire_timeout)?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),
@@ -72,23 +43,12 @@ impl PostgresStore {
 
     /// Creates the schema and applies migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-            .execute(&self.pool)
-            .await?;
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Database(format!("migrations: {e}")))
+        Ok(stockcast_pg::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
     }
 
     /// Drops the schema with everything in it (tests).
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
-        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(stockcast_pg::drop_schema(&self.pool, &self.schema).await?)
     }
 
     /// Closes the pool, waiting for connections in use.

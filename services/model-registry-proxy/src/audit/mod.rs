@@ -138,6 +138,15 @@ pub enum AuditError {
     Database(String),
 }
 
+impl From<stockcast_pg::SetupError> for AuditError {
+    fn from(error: stockcast_pg::SetupError) -> Self {
+        match error {
+            stockcast_pg::SetupError::Sql(e) => e.into(),
+            other => AuditError::Database(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for AuditError {
     fn from(error: sqlx::Error) -> Self {
         let unavailable = match &error {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 use super::{
     AuditEntry, AuditError, AuditFilter, AuditStore, Change, ChangeKind, KnownAliases,
@@ -20,15 +20,7 @@ pub struct PostgresAudit {
     schema: String,
 }
 
-/// Whether `schema` is a plain lower-case identifier (it is interpolated into SQL).
-pub fn valid_schema(schema: &str) -> bool {
-    let mut bytes = schema.bytes();
-    schema.len() <= 63
-        && bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
+pub use stockcast_pg::valid_schema;
 
 impl PostgresAudit {
     /// Connects lazily to `url`, every connection on `schema`.
@@ -38,25 +30,7 @@ impl PostgresAudit {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, AuditError> {
-        if !valid_schema(schema) {
-            return Err(AuditError::Database(format!(
-                "schema {schema:?} must be a lower-case identifier"
-            )));
-        }
-        let search_path = format!("SET search_path TO \"{schema}\"");
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            .after_connect(move |conn, _| {
-                let statement = search_path.clone();
-                Box::pin(async move {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy(url)?;
+        let pool = stockcast_pg::schema_pool(url, schema, max_connections, acquire_timeout)?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),
@@ -65,23 +39,12 @@ impl PostgresAudit {
 
     /// Creates the schema and applies migrations.
     pub async fn migrate(&self) -> Result<(), AuditError> {
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-            .execute(&self.pool)
-            .await?;
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| AuditError::Database(format!("migrations: {e}")))
+        Ok(stockcast_pg::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
     }
 
     /// Drops the schema with everything in it (tests).
     pub async fn drop_schema(&self) -> Result<(), AuditError> {
-        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(stockcast_pg::drop_schema(&self.pool, &self.schema).await?)
     }
 
     /// The pool (tests check that rows cannot be changed).
