@@ -8,13 +8,26 @@ Run once from the repository root; the output is committed and read by
     "$PY" -m pip install ta-lib numpy   # the ta-lib wheel bundles the C library
     "$PY" scripts/indicator-goldens.py
 
-Writes libs/indicators/tests/golden/ohlcv_talib.csv: a seeded geometric
-Brownian motion OHLCV series (400 bars) and TA-Lib's outputs with default
-settings — SMA(20), EMA(20), RSI(14), MACD(12,26,9), BBANDS(20,2,2,SMA), ATR(14).
-Warm-up values are written as NaN, exactly as TA-Lib returns them.
+Writes two files to libs/indicators/tests/golden/:
+
+- ohlcv_talib.csv: a seeded geometric Brownian motion OHLCV series (400 bars)
+  and TA-Lib's outputs with default settings — SMA(20), EMA(20), RSI(14),
+  MACD(12,26,9), BBANDS(20,2,2,SMA), ATR(14). Warm-up values are written as
+  NaN, exactly as TA-Lib returns them.
+- levels_exact.csv: the rolling statistics (Bollinger(20,2) bands, %b and
+  bandwidth, 20-return volatility, 20-bar volume z-score) on series where
+  floating-point cancellation shows: the same moves at price levels 1, 1,000
+  and 100,000, an intraday-like series (tiny moves on a level of 100,000, long
+  enough for running sums to drift), and a steady trend whose log returns
+  barely vary. The reference values are computed exactly (rational arithmetic,
+  square roots to 40 digits) and rounded once to float64; TA-Lib's own
+  deviation from them is printed for comparison.
 """
 
+import math
 import pathlib
+from decimal import Decimal, getcontext
+from fractions import Fraction
 
 import numpy as np
 import talib
@@ -70,6 +83,99 @@ def main() -> None:
         for i in range(BARS):
             # repr() round-trips float64 exactly.
             f.write(",".join("NaN" if np.isnan(v[i]) else repr(float(v[i])) for v in cols.values()) + "\n")
+    print(f"wrote {path}")
+    levels()
+
+
+# Same conventions as TA-Lib / libs/indicators: population sigma for Bollinger and the volume
+# z-score, sample sigma (ddof 1) of one-bar log returns x sqrt(252) for volatility, and
+# TA-Lib's rule that a Bollinger variance below 1e-8 is no spread at all.
+PERIOD = 20
+WIDTH = 2
+getcontext().prec = 40
+
+
+def exact_sqrt(q: Fraction) -> Fraction:
+    """The square root to 40 significant digits, far beyond float64's 16."""
+    return Fraction((Decimal(q.numerator) / Decimal(q.denominator)).sqrt())
+
+
+def moments(window):
+    """Exact mean and population variance of float64 values."""
+    xs = [Fraction(x) for x in window]
+    n = len(xs)
+    mean = sum(xs) / n
+    var = sum((x - mean) ** 2 for x in xs) / n
+    return mean, var
+
+
+def exact_rows(close, volume):
+    rows = []
+    # Log returns are rounded to float64 once, as any implementation must.
+    rets = [math.nan] + [math.log(close[i] / close[i - 1]) for i in range(1, len(close))]
+    for i in range(len(close)):
+        out = {k: math.nan for k in ("bb_upper", "bb_middle", "bb_lower", "bb_percent_b", "bb_bandwidth", "volatility20", "volume_z20")}
+        if i >= PERIOD - 1:
+            mean, var = moments(close[i - PERIOD + 1 : i + 1])
+            sd = Fraction(0) if var < Fraction(1, 10**8) else exact_sqrt(var)
+            upper, lower = mean + WIDTH * sd, mean - WIDTH * sd
+            out["bb_upper"], out["bb_middle"], out["bb_lower"] = float(upper), float(mean), float(lower)
+            if sd != 0:
+                out["bb_percent_b"] = float((Fraction(close[i]) - lower) / (upper - lower))
+            if mean != 0:
+                out["bb_bandwidth"] = float((upper - lower) / mean)
+            vmean, vvar = moments(volume[i - PERIOD + 1 : i + 1])
+            if vvar > 0:
+                out["volume_z20"] = float((Fraction(volume[i]) - vmean) / exact_sqrt(vvar))
+        if i >= PERIOD:
+            window = [Fraction(r) for r in rets[i - PERIOD + 1 : i + 1]]
+            m = sum(window) / PERIOD
+            var = sum((r - m) ** 2 for r in window) / (PERIOD - 1)
+            out["volatility20"] = float(exact_sqrt(var * 252))
+        rows.append(out)
+    return rows
+
+
+def level_cases():
+    rng = np.random.default_rng(SEED + 1)
+    _, _, _, close, volume = series(rng)
+    cases = {
+        # The same relative moves at a level of 1.
+        "level_1": (close / 100.0, volume),
+        # The same moves shifted up: a level of about 1,100 and 100,100, volumes shifted up
+        # by 10^9 (a heavily traded name whose volume varies by a tiny fraction).
+        "level_1000": (close + 1_000.0, volume),
+        "level_100000": (close + 100_000.0, volume + 1e9),
+    }
+    # Intraday-like: 2,000 one-minute bars at 100,000 with moves of about 1e-5 per bar.
+    n = 2_000
+    steps = rng.standard_normal(n) * 1e-5
+    intraday = 100_000.0 * np.exp(np.cumsum(steps))
+    cases["intraday_100000"] = (np.round(intraday, 2), np.round(5e7 + rng.normal(0.0, 2e3, n)))
+    # A steady climb of 0.1 % a bar with noise of 1e-7: log returns nearly constant.
+    t = np.arange(n)
+    trend = 50.0 * np.exp(1e-3 * t + rng.normal(0.0, 1e-7, n))
+    cases["trend"] = (trend, np.round(1e6 + rng.normal(0.0, 1e3, n)))
+    return cases
+
+
+def levels() -> None:
+    path = OUT / "levels_exact.csv"
+    cols = ("case", "close", "volume", "bb_upper", "bb_middle", "bb_lower", "bb_percent_b", "bb_bandwidth", "volatility20", "volume_z20")
+    with path.open("w") as f:
+        f.write(f"# generated by scripts/indicator-goldens.py (exact rational reference, seed {SEED + 1})\n")
+        f.write(",".join(cols) + "\n")
+        for name, (close, volume) in level_cases().items():
+            close = [float(c) for c in close]
+            volume = [float(v) for v in volume]
+            rows = exact_rows(close, volume)
+            up, mid, low = talib.BBANDS(np.array(close), timeperiod=PERIOD, nbdevup=WIDTH, nbdevdn=WIDTH, matype=0)
+            worst = 0.0
+            for i, row in enumerate(rows):
+                if not math.isnan(row["bb_percent_b"]):
+                    worst = max(worst, abs((close[i] - low[i]) / (up[i] - low[i]) - row["bb_percent_b"]))
+                f.write(",".join([name, repr(close[i]), repr(volume[i])] + ["NaN" if math.isnan(row[c]) else repr(row[c]) for c in cols[3:]]) + "\n")
+            print(f"{name}: {len(close)} bars; TA-Lib %b deviates from exact by up to {worst:.3g}")
     print(f"wrote {path}")
 
 

@@ -22,16 +22,15 @@ pub struct BollingerOutput {
 
 /// Bollinger bands(n, k): SMA(n) ± k · population standard deviation over `n` closes.
 ///
-/// Matches TA-Lib `BBANDS(n, k, k, SMA)`: σ² = mean(x²) − mean(x)² from running sums,
-/// and σ = 0 when σ² < 1e-8. Lookback `n - 1`.
+/// Matches TA-Lib `BBANDS(n, k, k, SMA)`, with σ = 0 when σ² < 1e-8 as TA-Lib has it. The
+/// mean and σ are computed from the window by a two-pass algorithm rather than from running
+/// sums of x and x², so they keep their precision at any price level (`window.rs`).
+/// Lookback `n - 1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bollinger {
     period: usize,
     width: f64,
     window: Window,
-    /// sums of the newest `n - 1` values and squares once warm (TA-Lib's order)
-    sum: f64,
-    sum_sq: f64,
 }
 
 impl Bollinger {
@@ -42,8 +41,6 @@ impl Bollinger {
             period,
             width,
             window: Window::new(period),
-            sum: 0.0,
-            sum_sq: 0.0,
         })
     }
 
@@ -54,19 +51,12 @@ impl Bollinger {
 
     /// Feeds one close.
     pub fn update(&mut self, close: f64) -> Option<BollingerOutput> {
-        self.sum += close;
-        self.sum_sq += close * close;
         self.window.push(close);
         if !self.window.is_full() {
             return None;
         }
-        let n = self.period as f64;
-        let middle = self.sum / n;
-        let variance = self.sum_sq / n - middle * middle;
-        if let Some(oldest) = self.window.front() {
-            self.sum -= oldest;
-            self.sum_sq -= oldest * oldest;
-        }
+        let (middle, m2) = self.window.moments();
+        let variance = m2 / self.period as f64;
         // TA_IS_ZERO_OR_NEG
         let sd = if variance < 0.000_000_01 {
             0.0
@@ -74,15 +64,14 @@ impl Bollinger {
             variance.sqrt()
         };
         let offset = sd * self.width;
-        let upper = middle + offset;
-        let lower = middle - offset;
-        let spread = upper - lower;
+        // %b and bandwidth from the offset, not from the bands: upper − lower at a level of
+        // 100,000 would round away the digits that a narrow band is made of.
         Some(BollingerOutput {
-            upper,
+            upper: middle + offset,
             middle,
-            lower,
-            percent_b: (spread != 0.0).then(|| (close - lower) / spread),
-            bandwidth: (middle != 0.0).then(|| spread / middle),
+            lower: middle - offset,
+            percent_b: (offset != 0.0).then(|| 0.5 + (close - middle) / (2.0 * offset)),
+            bandwidth: (middle != 0.0).then(|| 2.0 * offset / middle),
         })
     }
 }

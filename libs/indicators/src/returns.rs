@@ -54,13 +54,14 @@ pub fn log_return(closes: &[f64], bars: usize) -> Result<Vec<Option<f64>>, Indic
 /// Sample standard deviation (ddof = 1) times √252, so it assumes daily bars. This is not
 /// a TA-Lib indicator (TA-Lib's `STDDEV` is a population σ of prices). Lookback `n`: `n`
 /// returns need `n + 1` closes, so the first value is at index `n`.
+///
+/// σ is computed from the window of returns by a two-pass algorithm, not from running sums:
+/// returns of a steady trend (nearly equal, far from 0) would cancel in Σr² − (Σr)²/n.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RollingVolatility {
     period: usize,
     ret: LogReturn,
     returns: Window,
-    sum: f64,
-    sum_sq: f64,
 }
 
 impl RollingVolatility {
@@ -71,8 +72,6 @@ impl RollingVolatility {
             period,
             ret: LogReturn::new(1)?,
             returns: Window::new(period),
-            sum: 0.0,
-            sum_sq: 0.0,
         })
     }
 
@@ -84,18 +83,12 @@ impl RollingVolatility {
     /// Feeds one close; the annualized volatility as a fraction (0.2 = 20 %).
     pub fn update(&mut self, close: f64) -> Option<f64> {
         let r = self.ret.update(close)?;
-        self.sum += r;
-        self.sum_sq += r * r;
-        if let Some(old) = self.returns.push(r) {
-            self.sum -= old;
-            self.sum_sq -= old * old;
-        }
+        self.returns.push(r);
         if !self.returns.is_full() {
             return None;
         }
-        let n = self.period as f64;
-        // Running sums can leave a tiny negative variance for a flat series.
-        let variance = ((self.sum_sq - self.sum * self.sum / n) / (n - 1.0)).max(0.0);
+        let (_, m2) = self.returns.moments();
+        let variance = m2 / (self.period as f64 - 1.0);
         Some((variance * TRADING_DAYS_PER_YEAR).sqrt())
     }
 }

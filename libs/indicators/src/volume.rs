@@ -8,15 +8,13 @@ use crate::{Bar, IndicatorError};
 /// Z-score of the bar's volume against the last `n` volumes, the current one included:
 /// `(v − mean) / σ` with the population σ.
 ///
-/// `None` when σ = 0 (flat volume: no scale to measure against). Lookback `n - 1`.
+/// `None` when σ = 0 (flat volume: no scale to measure against). Lookback `n - 1`. The mean
+/// and σ are computed from the window by a two-pass algorithm, so a volume level far above
+/// its variation (10⁹ ± 10³) keeps its precision over any length of series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VolumeZScore {
     period: usize,
-    /// volumes minus `shift`, which keeps the running sums of squares well conditioned
     window: Window,
-    shift: Option<f64>,
-    sum: f64,
-    sum_sq: f64,
 }
 
 impl VolumeZScore {
@@ -26,9 +24,6 @@ impl VolumeZScore {
         Ok(Self {
             period,
             window: Window::new(period),
-            shift: None,
-            sum: 0.0,
-            sum_sq: 0.0,
         })
     }
 
@@ -39,21 +34,13 @@ impl VolumeZScore {
 
     /// Feeds one bar.
     pub fn update(&mut self, bar: &Bar) -> Option<f64> {
-        let shift = *self.shift.get_or_insert(bar.volume);
-        let x = bar.volume - shift;
-        self.sum += x;
-        self.sum_sq += x * x;
-        if let Some(old) = self.window.push(x) {
-            self.sum -= old;
-            self.sum_sq -= old * old;
-        }
+        self.window.push(bar.volume);
         if !self.window.is_full() {
             return None;
         }
-        let n = self.period as f64;
-        let mean = self.sum / n;
-        let variance = self.sum_sq / n - mean * mean;
-        (variance > 0.0).then(|| (x - mean) / variance.sqrt())
+        let (mean, m2) = self.window.moments();
+        let variance = m2 / self.period as f64;
+        (variance > 0.0).then(|| (bar.volume - mean) / variance.sqrt())
     }
 }
 

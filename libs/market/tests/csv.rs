@@ -136,6 +136,44 @@ async fn pandas_with_index_any_order_and_case() {
     );
 }
 
+/// `DataFrame.to_csv()` of a frame indexed by date writes the index first with an empty name:
+/// `,Open,High,Low,Close,Volume`. Both fixtures were written by pandas 3.1 itself.
+#[tokio::test]
+async fn pandas_date_index_with_an_empty_header_cell() {
+    let daily = CsvParams {
+        symbol: Some("SPY".into()),
+        ..params("pandas_date_index.csv")
+    };
+    let bars = good(&spec(daily, &[], Interval::D1)).await;
+    assert_eq!(
+        summary(&bars)
+            .iter()
+            .map(|(_, ts, close, _)| (*ts, *close))
+            .collect::<Vec<_>>(),
+        [
+            (ts("2024-01-02T00:00:00Z"), 470.5),
+            (ts("2024-01-03T00:00:00Z"), 468.79),
+            (ts("2024-01-04T00:00:00Z"), 467.28),
+            (ts("2024-01-05T00:00:00Z"), 467.92),
+        ]
+    );
+
+    // A time-zone-aware minute index: pandas writes the offset.
+    let minutes = CsvParams {
+        symbol: Some("AAPL".into()),
+        ..params("pandas_datetime_index.csv")
+    };
+    let bars = good(&spec(minutes, &[], Interval::M1)).await;
+    assert_eq!(
+        bars.iter().map(|b| b.ts).collect::<Vec<_>>(),
+        [
+            ts("2024-01-02T14:30:00Z"),
+            ts("2024-01-02T14:31:00Z"),
+            ts("2024-01-02T14:32:00Z"),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn symbol_column_with_and_without_a_filter() {
     let all = good(&spec(params("symbols.csv"), &[], Interval::D1)).await;

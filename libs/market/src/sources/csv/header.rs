@@ -64,6 +64,9 @@ pub enum CsvError {
     UnknownTimeZone(String),
 }
 
+/// What messages call an unnamed first column read as the timestamp (the pandas index).
+const UNNAMED_INDEX: &str = "(unnamed index)";
+
 /// A column: where it is and what the header calls it (for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Column {
@@ -165,8 +168,15 @@ impl CsvContext {
             return Err(CsvError::HeaderUnclosedQuote(text.to_owned()));
         }
         let mut found: [Option<Column>; 9] = Default::default();
+        let mut unnamed_first = None;
         for (index, span) in spans.iter().enumerate() {
             let name = String::from_utf8_lossy(trim(&span.value(header))).into_owned();
+            if index == 0 && name.is_empty() {
+                unnamed_first = Some(Column {
+                    index,
+                    name: UNNAMED_INDEX.to_owned(),
+                });
+            }
             let Some(role) = Role::of(&name) else {
                 continue;
             };
@@ -187,13 +197,18 @@ impl CsvContext {
         };
 
         // A Datetime/Timestamp column is a full timestamp; otherwise Date, with an optional
-        // Time column holding the time of day; a lone Time column is a full timestamp.
+        // Time column holding the time of day; a lone Time column is a full timestamp. With
+        // none of them, an unnamed first column is the timestamp: pandas writes a frame's
+        // index there without a name (`,Open,High,…` from `DataFrame.to_csv()` of a frame
+        // indexed by date). When a date column exists, an unnamed first column is a row
+        // number and ignored.
         let (date, datetime, time) = (take(Role::Date), take(Role::DateTime), take(Role::Time));
-        let (ts, time) = match (datetime, date, time) {
-            (Some(ts), _, _) => (ts, None),
-            (None, Some(date), time) => (date, time),
-            (None, None, Some(time)) => (time, None),
-            (None, None, None) => return Err(missing("Date")),
+        let (ts, time) = match (datetime, date, time, unnamed_first) {
+            (Some(ts), _, _, _) => (ts, None),
+            (None, Some(date), time, _) => (date, time),
+            (None, None, Some(time), _) => (time, None),
+            (None, None, None, Some(index)) => (index, None),
+            (None, None, None, None) => return Err(missing("Date")),
         };
         let mut value = |role: Role| take(role).ok_or_else(|| missing(role.label()));
         let values = [

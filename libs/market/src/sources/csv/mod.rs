@@ -3,9 +3,10 @@
 //!
 //! The header names the columns: `Date,Open,High,Low,Close[,Adj Close],Volume`, in any
 //! order, case-insensitive, with surrounding blanks and quotes ignored. `Datetime`,
-//! `Timestamp` or `Time` may name the date column, or `Date` plus `Time` split it; an unnamed
-//! column (the pandas index) and unknown columns are ignored; a `Symbol` or `Ticker` column
-//! gives each row its symbol. `Adj Close` is ignored because stockcast stores the prices
+//! `Timestamp` or `Time` may name the date column, or `Date` plus `Time` split it. Without any
+//! of them, an unnamed first column is the timestamp (pandas `DataFrame.to_csv()` of a frame
+//! indexed by date writes `,Open,High,…`); with one, an unnamed column is a row number and is
+//! ignored like unknown columns. A `Symbol` or `Ticker` column gives each row its symbol. `Adj Close` is ignored because stockcast stores the prices
 //! that traded; adjustments for splits and dividends are derived from them, never stored in
 //! their place.
 //!
