@@ -168,7 +168,13 @@ fn report(message: &str) {
     eprintln!("{message}");
 }
 
-#[allow(clippy::print_stdout)]
+/// Writes `text` and a line end to stdout. A reader that stopped early (`--print-config |
+/// head`) closes the pipe; that is not an error, and `println!` would panic on it.
 fn print_stdout(text: &str) {
-    println!("{text}");
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }

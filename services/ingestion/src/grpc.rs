@@ -105,9 +105,15 @@ impl IngestionService for Api {
                     break;
                 }
             };
-            for bar in message.bars {
-                batch.push((index, item(bar)));
-                index += 1;
+            let items = match message_items(message, &mut index) {
+                Ok(items) => items,
+                Err(error) => {
+                    receive_error = Some(Status::from(error));
+                    break;
+                }
+            };
+            for item in items {
+                batch.push(item);
                 if batch.len() >= self.batch_size {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
                     if tx.send(full).await.is_err() {
@@ -143,7 +149,15 @@ impl IngestionService for Api {
                 ),
             ));
         }
+        let mut by_reason = std::collections::BTreeMap::<i32, i64>::new();
+        for rejected in &report.rejected {
+            *by_reason.entry(rejected.rejection.code as i32).or_default() += 1;
+        }
         Ok(Response::new(pb::PushBarsResponse {
+            rejected_by_reason: by_reason
+                .into_iter()
+                .map(|(reason_code, count)| pb::RejectionCount { reason_code, count })
+                .collect(),
             accepted: report.counts.accepted,
             rejected: report.counts.rejected,
             duplicates: report.counts.duplicate,
@@ -356,6 +370,69 @@ fn dependency(name: &str, kind: &str, error: Option<String>) -> pb::DependencySt
 }
 
 /// A pushed bar as a domain item; an unconvertible one keeps its protobuf bytes.
+/// The records of one message in input order, each with its index: the bar's line when the
+/// client sent `lines`, else its stream position (`next` counts bars across the stream).
+fn message_items(message: pb::PushBarsRequest, next: &mut i64) -> Result<Vec<(i64, Item)>, Error> {
+    let pb::PushBarsRequest {
+        bars,
+        lines,
+        unreadable,
+    } = message;
+    if !lines.is_empty() && lines.len() != bars.len() {
+        return Err(Error::InvalidArgument(format!(
+            "lines has {} entries for {} bars; send one line per bar or none",
+            lines.len(),
+            bars.len()
+        )));
+    }
+    let by_line = !lines.is_empty() || bars.is_empty();
+    let mut items = Vec::with_capacity(bars.len() + unreadable.len());
+    for (i, bar) in bars.into_iter().enumerate() {
+        let index = lines.get(i).copied().unwrap_or(*next);
+        *next += 1;
+        items.push((index, item(bar)));
+    }
+    if !unreadable.is_empty() {
+        items.extend(unreadable.into_iter().map(|r| (r.line, unreadable_item(r))));
+        if by_line {
+            // Rejections and dead letters in the order of the client's input.
+            items.sort_by_key(|(index, _)| *index);
+        }
+    }
+    Ok(items)
+}
+
+/// Longest reason or field kept from a client's unreadable record.
+const MAX_REASON_CHARS: usize = 1_000;
+
+fn unreadable_item(record: pb::UnreadableRecord) -> Item {
+    let code = match types::RejectReason::try_from(record.reason_code) {
+        Ok(
+            code @ (types::RejectReason::Malformed
+            | types::RejectReason::MissingField
+            | types::RejectReason::InvalidTimestamp),
+        ) => code,
+        _ => types::RejectReason::Malformed,
+    };
+    let field = match record.field.as_str() {
+        "symbol" => "symbol",
+        "ts" => "ts",
+        "open" => "open",
+        "high" => "high",
+        "low" => "low",
+        "close" => "close",
+        "volume" => "volume",
+        _ => "",
+    };
+    let reason: String = record.reason.chars().take(MAX_REASON_CHARS).collect();
+    Item::Invalid {
+        payload: record.payload,
+        payload_type: record.payload_type.chars().take(MAX_REASON_CHARS).collect(),
+        symbol: record.symbol.chars().take(MAX_REASON_CHARS).collect(),
+        rejection: stockcast_market::Rejection::new(code, field, reason),
+    }
+}
+
 fn item(bar: types::Bar) -> Item {
     match Bar::try_from(&bar) {
         Ok(domain) => Item::Pushed(domain, bar),

@@ -58,7 +58,10 @@ async fn push(
 ) -> Result<pb::PushBarsResponse, tonic::Status> {
     let requests = messages
         .into_iter()
-        .map(|bars| pb::PushBarsRequest { bars })
+        .map(|bars| pb::PushBarsRequest {
+            bars,
+            ..Default::default()
+        })
         .collect::<Vec<_>>();
     service
         .client
@@ -592,6 +595,107 @@ async fn a_stream_longer_than_a_batch_reports_stream_indexes() {
     service.stop().await;
 }
 
+/// A client reading a file (`stockcast ingest csv`) sends each bar's line and the rows it could
+/// not read: both kinds of refusal are dead-lettered with their line, counted by reason, and
+/// named by line in the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_lines_and_unreadable_rows_are_dead_lettered_and_counted_by_line() {
+    let service = Service::start(settings("push-lines", |_| {})).await;
+    let good = daily("LINE", 0, 101.0);
+    let bad = Bar {
+        high: 99.0,
+        ..daily("LINE", 1, 101.0)
+    };
+    let unreadable = pb::UnreadableRecord {
+        line: 3,
+        payload: b"2024-01-03,100,x,99,101,1000".to_vec(),
+        payload_type: "text/csv".to_owned(),
+        symbol: "LINE".to_owned(),
+        field: "high".to_owned(),
+        reason_code: RejectReason::Malformed as i32,
+        reason: r#"column "High" is "x", not a number"#.to_owned(),
+    };
+    let request = pb::PushBarsRequest {
+        bars: vec![good, bad],
+        lines: vec![2, 4],
+        unreadable: vec![unreadable.clone()],
+    };
+    let response = service
+        .client
+        .clone()
+        .push_bars(tokio_stream::iter(vec![request]))
+        .await
+        .expect("push")
+        .into_inner();
+    assert_eq!(
+        (response.accepted, response.rejected),
+        (1, 2),
+        "{response:?}"
+    );
+    let named: Vec<(i64, i32)> = response
+        .rejections
+        .iter()
+        .map(|r| (r.index, r.reason_code))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (3, RejectReason::Malformed as i32),
+            (4, RejectReason::InconsistentOhlc as i32)
+        ],
+        "rejections name file lines in file order"
+    );
+    let by_reason: Vec<(i32, i64)> = response
+        .rejected_by_reason
+        .iter()
+        .map(|r| (r.reason_code, r.count))
+        .collect();
+    assert_eq!(
+        by_reason,
+        [
+            (RejectReason::Malformed as i32, 1),
+            (RejectReason::InconsistentOhlc as i32, 1)
+        ]
+    );
+
+    let mut dlq = service.dlq_consumer().await;
+    let letters = read_to_marker(&*service.bus, dlq.as_mut(), &service.dlq).await;
+    let mut lines: Vec<(i64, Vec<u8>)> = letters
+        .iter()
+        .map(|m| {
+            let letter: DeadLetterRecord = m.decode().expect("decode");
+            match letter.origin {
+                Some(Origin::Component(origin)) => (origin.index, letter.payload),
+                other => panic!("component origin expected, got {other:?}"),
+            }
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        (3, unreadable.payload),
+        "the row as the client read it"
+    );
+    assert_eq!(lines[1].0, 4);
+
+    // A message whose lines do not match its bars is refused.
+    let mismatched = pb::PushBarsRequest {
+        bars: vec![daily("LINE", 2, 101.0)],
+        lines: vec![5, 6],
+        unreadable: Vec::new(),
+    };
+    let status = service
+        .client
+        .clone()
+        .push_bars(tokio_stream::iter(vec![mismatched]))
+        .await
+        .expect_err("mismatched lines");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("lines"), "{status:?}");
+    service.stop().await;
+}
+
 async fn assert_nothing_published(service: &Service, consumer: &mut dyn Consumer) {
     let events = read_to_marker(&*service.bus, consumer, &service.topic).await;
     assert!(
@@ -656,6 +760,7 @@ async fn a_database_lost_mid_stream_keeps_the_stored_batches_and_says_where_to_r
     let call = tokio::spawn(async move { client.push_bars(ReceiverStream::new(rx)).await });
     tx.send(pb::PushBarsRequest {
         bars: bars[..100].to_vec(),
+        ..Default::default()
     })
     .await
     .expect("send first batch");
@@ -672,6 +777,7 @@ async fn a_database_lost_mid_stream_keeps_the_stored_batches_and_says_where_to_r
     proxy.cut();
     tx.send(pb::PushBarsRequest {
         bars: bars[100..].to_vec(),
+        ..Default::default()
     })
     .await
     .expect("send second batch");

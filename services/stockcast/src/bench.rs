@@ -96,11 +96,15 @@ async fn push(
             if batch.len() == message {
                 messages[s % streams].push(pb::PushBarsRequest {
                     bars: std::mem::take(&mut batch),
+                    ..Default::default()
                 });
             }
         }
         if !batch.is_empty() {
-            messages[s % streams].push(pb::PushBarsRequest { bars: batch });
+            messages[s % streams].push(pb::PushBarsRequest {
+                bars: batch,
+                ..Default::default()
+            });
         }
         generated = (generated + per_symbol).min(bars);
     }

@@ -4,6 +4,8 @@
 //! server; the generator and Alpha Vantage run on the server as backfill jobs, and this
 //! command follows their progress.
 
+use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use stockcast_market::Interval;
 use stockcast_market::convert::seconds_to_proto;
-use stockcast_market::sources::csv::{CsvParams, CsvSource};
+use stockcast_market::sources::csv::{CsvContext, CsvError, CsvParams, CsvSource};
 use stockcast_market::sources::{BackfillSpec, Source, SourceParams, SourceRecord};
 use stockcast_proto::stockcast::ingestion::v1 as pb;
 use stockcast_proto::stockcast::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -21,9 +23,11 @@ use tonic::transport::Channel;
 /// `stockcast ingest` flags.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// The ingestion service (the demo listens here too).
+    /// The ingestion service (the demo listens here too). Accepted before or after the
+    /// subcommand: `stockcast ingest csv FILE --addr …`.
     #[arg(
         long,
+        global = true,
         default_value = "http://127.0.0.1:50051",
         env = "STOCKCAST_INGESTION_ADDR"
     )]
@@ -50,6 +54,10 @@ enum IngestSource {
         /// Bars per gRPC message.
         #[arg(long, default_value_t = 2_000)]
         batch: usize,
+        /// Refused rows tolerated before the import counts as failed (exit 1). A partial
+        /// import is a failure unless asked for; the rows accepted stay stored either way.
+        #[arg(long, default_value_t = 0)]
+        max_rejects: u64,
     },
     /// Generates reproducible price paths on the server (a backfill job).
     Synthetic {
@@ -105,7 +113,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             interval,
             time_zone,
             batch,
-        } => push_csv(&mut client, file, symbol, interval, time_zone, batch).await,
+            max_rejects,
+        } => {
+            let params = CsvParams {
+                path: file,
+                symbol,
+                time_zone,
+                ..Default::default()
+            };
+            let summary = push_csv(&mut client, params, interval, batch).await?;
+            summary.print();
+            summary.verdict(max_rejects)
+        }
         IngestSource::Synthetic {
             symbols,
             interval,
@@ -169,27 +188,128 @@ fn bar_style() -> ProgressStyle {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
+/// What a CSV import did, as the service and the file reader counted it.
+#[derive(Debug)]
+struct CsvSummary {
+    file: PathBuf,
+    rows: u64,
+    accepted: i64,
+    duplicates: i64,
+    corrections: i64,
+    rejected: i64,
+    /// Rejections by reason name, with the lines of the first few.
+    by_reason: BTreeMap<String, (i64, Vec<i64>)>,
+    /// The first rejections: line, field, reason.
+    first: Vec<(i64, String)>,
+}
+
+/// Lines listed per reason, and rejections shown with their reason.
+const SHOWN: usize = 5;
+
+impl CsvSummary {
+    /// The summary, readable at a glance.
+    fn render(&self) -> String {
+        let mut out = format!(
+            "{}: {} rows read\n  accepted     {}\n  duplicates   {}\n  corrections  {}\n  rejected     {}\n",
+            self.file.display(),
+            self.rows,
+            self.accepted,
+            self.duplicates,
+            self.corrections,
+            self.rejected
+        );
+        for (reason, (count, lines)) in &self.by_reason {
+            let mut listed = lines
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if (*count as usize) > lines.len() {
+                listed.push_str(", …");
+            }
+            let what = if lines.is_empty() {
+                String::new()
+            } else if lines.len() == 1 && *count == 1 {
+                format!("  line {listed}")
+            } else {
+                format!("  lines {listed}")
+            };
+            out.push_str(&format!("    {reason:<20} {count}{what}\n"));
+        }
+        for (line, reason) in &self.first {
+            out.push_str(&format!("  line {line}: {reason}\n"));
+        }
+        out
+    }
+
+    fn print(&self) {
+        use std::io::Write as _;
+        // A closed stdout (`| head`) is not an error of the import.
+        let _ = std::io::stdout().lock().write_all(self.render().as_bytes());
+    }
+
+    /// Fails when no row could be taken, or more were refused than allowed.
+    fn verdict(&self, max_rejects: u64) -> anyhow::Result<()> {
+        let taken = self.accepted + self.duplicates + self.corrections;
+        if taken == 0 {
+            bail!(
+                "{}: nothing was accepted ({} rows read, {} rejected)",
+                self.file.display(),
+                self.rows,
+                self.rejected
+            );
+        }
+        if self.rejected as u64 > max_rejects {
+            bail!(
+                "{}: {} rows rejected, more than --max-rejects {max_rejects}; the {} rows \
+                 accepted are stored, and pushing the corrected file again is safe (stored rows \
+                 count as duplicates)",
+                self.file.display(),
+                self.rejected,
+                taken
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Reads the header line to say what is missing in the flags' words: the service's reader
+/// speaks of the `symbol` parameter.
+fn check_header(params: &CsvParams, spec: &BackfillSpec) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let file = std::fs::File::open(&params.path)
+        .with_context(|| format!("{} cannot be opened", params.path.display()))?;
+    let mut header = Vec::new();
+    std::io::BufReader::new(file)
+        .take(64 << 10)
+        .read_until(b'\n', &mut header)
+        .with_context(|| format!("{} cannot be read", params.path.display()))?;
+    match CsvContext::new(&header, params, spec) {
+        Err(CsvError::NoSymbol { .. }) => bail!(
+            "{}: the file has no Symbol column; give the symbol of its rows with --symbol SYMBOL",
+            params.path.display()
+        ),
+        // Other header problems are reported by the reader with the file's name.
+        _ => Ok(()),
+    }
+}
+
 async fn push_csv(
     client: &mut IngestionServiceClient<Channel>,
-    file: PathBuf,
-    symbol: Option<String>,
+    params: CsvParams,
     interval: Interval,
-    time_zone: Option<String>,
     batch: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<CsvSummary> {
     let source = CsvSource::new();
+    let file = params.path.clone();
     let spec = BackfillSpec {
-        symbols: symbol.iter().cloned().collect(),
+        symbols: params.symbol.iter().cloned().collect(),
         interval,
         start: i64::MIN / 2,
         end: i64::MAX / 2,
-        params: SourceParams::Csv(CsvParams {
-            path: file.clone(),
-            symbol,
-            time_zone,
-            ..Default::default()
-        }),
+        params: SourceParams::Csv(params.clone()),
     };
+    check_header(&params, &spec)?;
     let chunks = source
         .plan(&spec)
         .await
@@ -205,64 +325,95 @@ async fn push_csv(
                 .await
         })
     };
-    let mut unreadable = 0usize;
-    let mut pushed = 0usize;
-    for chunk in &chunks {
+    let mut rows = 0u64;
+    let mut message = pb::PushBarsRequest::default();
+    'chunks: for chunk in &chunks {
         let records = source
             .fetch(&spec, chunk)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut bars = Vec::with_capacity(batch);
         for record in records {
+            rows += 1;
             match record {
-                SourceRecord::Bar(bar) => bars.push(bar.to_proto("csv")),
-                SourceRecord::Row(row) => bars.push(row.bar.to_proto("csv")),
-                SourceRecord::Unreadable(row) => {
-                    unreadable += 1;
-                    progress.suspend(|| {
-                        tracing::warn!(
-                            line = row.index,
-                            "unreadable row: {}",
-                            row.rejection.reason
-                        );
-                    });
+                SourceRecord::Row(row) => {
+                    message.bars.push(row.bar.to_proto("csv"));
+                    message.lines.push(row.index);
+                }
+                SourceRecord::Unreadable(row) => message.unreadable.push(pb::UnreadableRecord {
+                    line: row.index,
+                    payload: row.payload,
+                    payload_type: row.payload_type.to_owned(),
+                    symbol: row.symbol,
+                    field: row.rejection.field.to_owned(),
+                    reason_code: row.rejection.code as i32,
+                    reason: row.rejection.reason,
+                }),
+                // The CSV reader yields rows with their lines only; a bar without one would
+                // be line 0.
+                SourceRecord::Bar(bar) => {
+                    message.bars.push(bar.to_proto("csv"));
+                    message.lines.push(0);
                 }
             }
-            if bars.len() >= batch {
-                pushed += bars.len();
-                if tx
-                    .send(pb::PushBarsRequest {
-                        bars: std::mem::take(&mut bars),
-                    })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
+            if message.bars.len() + message.unreadable.len() >= batch
+                && tx.send(std::mem::take(&mut message)).await.is_err()
+            {
+                // The call ended early; its answer says why.
+                break 'chunks;
             }
-        }
-        if !bars.is_empty() {
-            pushed += bars.len();
-            let _ = tx.send(pb::PushBarsRequest { bars }).await;
         }
         progress.inc(1);
     }
-    drop(tx);
-    let response = call.await??.into_inner();
-    progress.finish_and_clear();
-    for rejection in response.rejections.iter().take(20) {
-        tracing::warn!(index = rejection.index, symbol = %rejection.symbol, field = %rejection.field, "{}", rejection.reason);
+    if !message.bars.is_empty() || !message.unreadable.is_empty() {
+        let _ = tx.send(message).await;
     }
-    tracing::info!(
-        pushed,
-        accepted = response.accepted,
-        duplicates = response.duplicates,
-        corrections = response.corrections,
-        rejected = response.rejected,
-        unreadable,
-        "csv ingested"
-    );
-    Ok(())
+    drop(tx);
+    let response = call
+        .await?
+        .with_context(|| format!("pushing {}", file.display()))?
+        .into_inner();
+    progress.finish_and_clear();
+
+    let mut by_reason: BTreeMap<String, (i64, Vec<i64>)> = response
+        .rejected_by_reason
+        .iter()
+        .map(|r| (reason_name(r.reason_code), (r.count, Vec::new())))
+        .collect();
+    for rejection in &response.rejections {
+        let entry = by_reason
+            .entry(reason_name(rejection.reason_code))
+            .or_default();
+        if entry.1.len() < SHOWN {
+            entry.1.push(rejection.index);
+        }
+    }
+    Ok(CsvSummary {
+        file,
+        rows,
+        accepted: response.accepted,
+        duplicates: response.duplicates,
+        corrections: response.corrections,
+        rejected: response.rejected,
+        by_reason,
+        first: response
+            .rejections
+            .iter()
+            .take(SHOWN)
+            .map(|r| (r.index, r.reason.clone()))
+            .collect(),
+    })
+}
+
+/// `INVALID_SYMBOL` for `REJECT_REASON_INVALID_SYMBOL`.
+fn reason_name(code: i32) -> String {
+    types::RejectReason::try_from(code).map_or_else(
+        |_| format!("reason {code}"),
+        |r| {
+            r.as_str_name()
+                .trim_start_matches("REJECT_REASON_")
+                .to_owned()
+        },
+    )
 }
 
 pub(crate) async fn backfill(

@@ -74,6 +74,29 @@ fn print_config_shows_the_layered_values() {
 }
 
 #[test]
+fn print_config_into_a_closed_pipe_exits_cleanly() {
+    // `stockcast serve … --print-config | head -0`: the reader is gone before anything is
+    // written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
+        .args(["serve", "ingestion", "--print-config"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{status}: {stderr}");
+}
+
+#[test]
 fn a_served_service_stops_cleanly_on_sigterm() {
     let port = stockcast_testkit::free_port();
     let addr = format!("127.0.0.1:{port}");

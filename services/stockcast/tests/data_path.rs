@@ -132,6 +132,7 @@ fn recent_bars(symbol: &str, n: usize, seed: u64) -> Vec<stockcast_market::Bar> 
 async fn push(client: &mut IngestionServiceClient<Channel>, bars: &[stockcast_market::Bar]) {
     let request = ipb::PushBarsRequest {
         bars: bars.iter().map(|b| b.to_proto("e2e")).collect(),
+        ..Default::default()
     };
     let reply = client
         .push_bars(tokio_stream::iter(vec![request]))

@@ -3,12 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{Read as _, Write as _};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 struct Service {
     child: Child,
     addr: String,
+    metrics: String,
 }
 
 impl Drop for Service {
@@ -21,9 +23,10 @@ impl Drop for Service {
 fn start_service() -> Service {
     let port = stockcast_testkit::free_port();
     let listen = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{}", stockcast_testkit::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
         .args(["serve", "ingestion", "--grpc-addr", &listen])
-        .args(["--set", "server.metrics_addr=127.0.0.1:0"])
+        .args(["--metrics-addr", &metrics])
         .env("STOCKCAST_INGESTION__INGEST__CSV_DIR", std::env::temp_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -40,13 +43,30 @@ fn start_service() -> Service {
     Service {
         child,
         addr: format!("http://{listen}"),
+        metrics,
     }
 }
 
+impl Service {
+    /// The service's Prometheus text.
+    fn metrics(&self) -> String {
+        let mut stream = std::net::TcpStream::connect(&self.metrics).expect("metrics endpoint");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+/// `stockcast ingest ARGS… --addr <service>`: the connection flag after the subcommand, where
+/// people type it.
 fn ingest(service: &Service, args: &[&str]) -> (Output, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_stockcast"))
-        .args(["ingest", "--addr", &service.addr])
+        .arg("ingest")
         .args(args)
+        .args(["--addr", &service.addr])
         .output()
         .expect("run stockcast ingest");
     let text = format!(
@@ -57,44 +77,117 @@ fn ingest(service: &Service, args: &[&str]) -> (Output, String) {
     (out, text)
 }
 
+/// Two good rows, one the service refuses (high 11 < low 12, line 4) and one the reader
+/// cannot read (line 5).
+const ACME: &str = "Date,Open,High,Low,Close,Adj Close,Volume\n\
+                    2024-01-02,10,11,9,10.5,10.4,1000\n\
+                    2024-01-03,10.5,12,10,11.5,11.4,1200\n\
+                    2024-01-04,11.5,11,12,11,10.9,900\n\
+                    2024-01-05,11,x,10,10.8,10.7,800\n";
+
+/// A summary line: `label` followed by spaces and `value`.
+fn has_row(text: &str, label: &str, value: &str) -> bool {
+    text.lines().any(|l| {
+        let mut words = l.split_whitespace();
+        words.next() == Some(label) && words.next() == Some(value)
+    })
+}
+
 #[test]
-fn a_csv_file_is_pushed_and_bad_rows_are_reported() {
+fn every_refused_row_is_counted_by_reason_and_named_by_line() {
     let service = start_service();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("acme.csv");
-    std::fs::write(
-        &file,
-        "Date,Open,High,Low,Close,Adj Close,Volume\n\
-         2024-01-02,10,11,9,10.5,10.4,1000\n\
-         2024-01-03,10.5,12,10,11.5,11.4,1200\n\
-         2024-01-04,11.5,11,12,11,10.9,900\n\
-         2024-01-05,11,x,10,10.8,10.7,800\n",
-    )
-    .unwrap();
+    std::fs::write(&file, ACME).unwrap();
+    let path = file.to_str().unwrap();
     let (out, text) = ingest(
         &service,
-        &["csv", file.to_str().unwrap(), "--symbol", "ACME"],
+        &["csv", path, "--symbol", "ACME", "--max-rejects", "2"],
     );
     assert!(out.status.success(), "{text}");
+    assert!(has_row(&text, "accepted", "2"), "{text}");
+    assert!(has_row(&text, "rejected", "2"), "{text}");
+    // By reason, with the file's line numbers (not stream positions).
     assert!(
-        text.contains("line=5") && text.contains("not a number"),
-        "the unreadable row is named by line:\n{text}"
+        text.lines()
+            .any(|l| l.contains("INCONSISTENT_OHLC") && l.contains("line 4")),
+        "{text}"
     );
-    assert!(text.contains("accepted=2"), "{text}");
     assert!(
-        text.contains("rejected=1"),
-        "high 11 < low 12 is rejected by the service:\n{text}"
+        text.lines()
+            .any(|l| l.contains("MALFORMED") && l.contains("line 5")),
+        "{text}"
     );
-    assert!(text.contains("unreadable=1"), "{text}");
+    assert!(
+        text.contains("line 5: column \"High\" is \"x\", not a number"),
+        "{text}"
+    );
+    // The unreadable row went through the service like the refused one: the rejection
+    // metric counts both (and the service dead-lettered both with their lines).
+    let metrics = service.metrics();
+    for reason in ["REJECT_REASON_MALFORMED", "REJECT_REASON_INCONSISTENT_OHLC"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("stockcast_ingestion_rejections_total")
+                    && l.contains(reason)
+                    && l.ends_with(" 1")),
+            "{reason} not counted once:\n{metrics}"
+        );
+    }
 
-    // The same file again: everything is a duplicate.
+    // The same file again without --max-rejects: stored rows are duplicates, and the two
+    // refused rows make the import a failure.
+    let (out, text) = ingest(&service, &["csv", path, "--symbol", "ACME"]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(has_row(&text, "accepted", "0"), "{text}");
+    assert!(has_row(&text, "duplicates", "2"), "{text}");
+    assert!(text.contains("more than --max-rejects 0"), "{text}");
+}
+
+#[test]
+fn an_import_that_accepts_nothing_fails() {
+    let service = start_service();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("goog.csv");
+    std::fs::write(&file, ACME).unwrap();
+    // A lower-case symbol: the service refuses every row.
     let (out, text) = ingest(
         &service,
-        &["csv", file.to_str().unwrap(), "--symbol", "ACME"],
+        &[
+            "csv",
+            file.to_str().unwrap(),
+            "--symbol",
+            "goog",
+            "--max-rejects",
+            "100",
+        ],
     );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("accepted=0"), "{text}");
-    assert!(text.contains("duplicates=2"), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nothing was accepted"), "{text}");
+    assert!(has_row(&text, "accepted", "0"), "{text}");
+    assert!(text.contains("INVALID_SYMBOL"), "{text}");
+
+    let header_only = dir.path().join("empty.csv");
+    std::fs::write(&header_only, "Date,Open,High,Low,Close,Volume\n").unwrap();
+    let (out, text) = ingest(
+        &service,
+        &["csv", header_only.to_str().unwrap(), "--symbol", "GOOG"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nothing was accepted"), "{text}");
+}
+
+#[test]
+fn a_missing_symbol_names_the_flag() {
+    let service = start_service();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.csv");
+    std::fs::write(&file, ACME).unwrap();
+    let (out, text) = ingest(&service, &["csv", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("--symbol"), "{text}");
+    assert!(!text.contains("symbol parameter"), "{text}");
 }
 
 #[test]
