@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 pub use crate::dead_letter::{DeadLetter, dead_letter_topic};
 pub use crate::kafka::{KafkaBus, KafkaSettings};
-pub use crate::memory::MemoryBus;
+pub use crate::memory::{MemoryBus, Retention};
 pub use crate::record::{Delivery, Header, Message, Offsets, Record};
 pub use crate::settings::{BusKind, BusSettings};
 

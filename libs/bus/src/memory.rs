@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -13,6 +14,32 @@ use crate::{BusError, Consumer, EventBus, trace};
 
 /// Partitions of a topic created implicitly by a publish or a subscribe.
 const DEFAULT_PARTITIONS: i32 = 4;
+
+/// What an in-process bus keeps of each partition, like a broker's `retention.bytes` and
+/// `retention.ms`: when a partition passes any bound, its oldest records are dropped. A
+/// consumer whose next record was dropped skips to the oldest one kept (Kafka's offset reset
+/// to earliest) and logs how many it lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Records kept per partition, ≥ 1.
+    pub records: usize,
+    /// Bytes kept per partition (key, payload, headers and the record's bookkeeping).
+    pub bytes: usize,
+    /// How long a record is kept after it was published.
+    pub age: Duration,
+}
+
+impl Default for Retention {
+    /// 1,000,000 records, 16 MiB and one hour per partition: minutes of backlog for the
+    /// in-process consumers, a bounded footprint (64 MiB per 4-partition topic) for any input.
+    fn default() -> Self {
+        Self {
+            records: 1_000_000,
+            bytes: 16 << 20,
+            age: Duration::from_secs(3_600),
+        }
+    }
+}
 
 /// In-process [`EventBus`]. Clones share the same logs.
 #[derive(Debug, Clone)]
@@ -24,8 +51,8 @@ pub struct MemoryBus {
 struct Shared {
     state: Mutex<State>,
     notify: Notify,
-    /// Records kept per partition; older ones are dropped like Kafka's retention drops them.
-    retention: usize,
+    /// What each partition keeps; older records are dropped like Kafka's retention drops them.
+    retention: Retention,
 }
 
 #[derive(Debug, Default)]
@@ -40,12 +67,43 @@ struct Partition {
     /// Offset of `records[0]`.
     start: i64,
     records: VecDeque<Message>,
+    /// Sum of [`footprint`] over `records`.
+    bytes: usize,
 }
 
 impl Partition {
     fn end(&self) -> i64 {
         self.start + self.records.len() as i64
     }
+
+    /// Drops the oldest records until the partition is within `retention` at `now_ms`.
+    fn enforce(&mut self, retention: &Retention, now_ms: i64) {
+        let oldest_kept =
+            now_ms.saturating_sub(i64::try_from(retention.age.as_millis()).unwrap_or(i64::MAX));
+        while let Some(front) = self.records.front() {
+            let too_old = front.timestamp_ms.is_some_and(|t| t < oldest_kept);
+            if !too_old && self.records.len() <= retention.records && self.bytes <= retention.bytes
+            {
+                break;
+            }
+            self.bytes -= footprint(front);
+            self.records.pop_front();
+            self.start += 1;
+        }
+    }
+}
+
+/// Memory a kept record takes, counted against [`Retention::bytes`].
+fn footprint(message: &Message) -> usize {
+    std::mem::size_of::<Message>()
+        + message.topic.len()
+        + message.key.len()
+        + message.payload.len()
+        + message
+            .headers
+            .iter()
+            .map(|h| std::mem::size_of_val(h) + h.key.len() + h.value.len())
+            .sum::<usize>()
 }
 
 #[derive(Debug, Default)]
@@ -62,20 +120,33 @@ impl Default for MemoryBus {
 }
 
 impl MemoryBus {
-    /// A bus keeping up to one million records per partition.
+    /// A bus with the default [`Retention`].
     pub fn new() -> Self {
-        Self::with_retention(1_000_000)
+        Self::with_retention(Retention::default())
     }
 
-    /// A bus keeping up to `retention` records per partition.
-    pub fn with_retention(retention: usize) -> Self {
+    /// A bus keeping what `retention` allows of each partition (at least the newest record).
+    pub fn with_retention(retention: Retention) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
-                retention: retention.max(1),
+                retention: Retention {
+                    records: retention.records.max(1),
+                    ..retention
+                },
             }),
         }
+    }
+
+    /// Records and bytes kept in `topic`, over its partitions.
+    pub fn retained(&self, topic: &str) -> (usize, usize) {
+        let state = self.lock();
+        state.topics.get(topic).map_or((0, 0), |partitions| {
+            partitions
+                .iter()
+                .fold((0, 0), |(n, b), p| (n + p.records.len(), b + p.bytes))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -118,7 +189,7 @@ impl MemoryBus {
         let index = partition_for(&record.key, partitions.len());
         let partition = &mut partitions[index];
         let offset = partition.end();
-        partition.records.push_back(Message {
+        let message = Message {
             topic: topic.to_owned(),
             partition: index as i32,
             offset,
@@ -126,11 +197,10 @@ impl MemoryBus {
             payload: record.payload,
             headers: record.headers,
             timestamp_ms: Some(now_ms),
-        });
-        while partition.records.len() > retention {
-            partition.records.pop_front();
-            partition.start += 1;
-        }
+        };
+        partition.bytes += footprint(&message);
+        partition.records.push_back(message);
+        partition.enforce(&retention, now_ms);
         Delivery {
             partition: index as i32,
             offset,
@@ -277,7 +347,16 @@ impl MemoryConsumer {
             };
             let position = self.positions.get_mut(key)?;
             // Records dropped by retention are skipped, as Kafka's offset reset does.
-            *position = (*position).max(partition.start);
+            if *position < partition.start {
+                tracing::warn!(
+                    group = %self.group,
+                    topic = %key.0,
+                    partition = key.1,
+                    lost = partition.start - *position,
+                    "records dropped by the in-process bus's retention before this group read them"
+                );
+                *position = partition.start;
+            }
             if *position < partition.end() {
                 let message = partition.records[(*position - partition.start) as usize].clone();
                 *position += 1;
@@ -331,7 +410,86 @@ impl Drop for MemoryConsumer {
 
 #[cfg(test)]
 mod tests {
-    use super::partition_for;
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(key: &str, payload_bytes: usize) -> Record {
+        Record {
+            key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+            payload: bytes::Bytes::from(vec![7u8; payload_bytes]),
+            headers: Vec::new(),
+        }
+    }
+
+    fn bus(retention: Retention) -> MemoryBus {
+        MemoryBus::with_retention(retention)
+    }
+
+    /// Publishes with a given clock, as `publish` does with the system's.
+    fn publish_at(bus: &MemoryBus, topic: &str, record: Record, now_ms: i64) -> Delivery {
+        let mut state = bus.lock();
+        bus.append(&mut state, topic, record, now_ms)
+    }
+
+    #[test]
+    fn memory_stays_within_the_byte_bound_however_much_is_published() {
+        let retention = Retention {
+            bytes: 256 << 10,
+            ..Retention::default()
+        };
+        let bus = bus(retention);
+        let mut high_water = 0;
+        for i in 0..200_000 {
+            publish_at(&bus, "t", record(&format!("K{}", i % 50), 200), 0);
+            high_water = high_water.max(bus.retained("t").1);
+        }
+        let (records, bytes) = bus.retained("t");
+        assert!(
+            high_water <= 4 * retention.bytes,
+            "{high_water} bytes kept over 4 partitions of {} bytes",
+            retention.bytes
+        );
+        assert!(bytes > 3 * retention.bytes, "the bound is used: {bytes}");
+        assert!(
+            records < 200_000 / 10,
+            "old records were dropped: {records} kept"
+        );
+    }
+
+    #[test]
+    fn records_older_than_the_age_bound_are_dropped_on_the_next_publish() {
+        let bus = bus(Retention {
+            age: Duration::from_secs(60),
+            ..Retention::default()
+        });
+        // One key: one partition.
+        publish_at(&bus, "t", record("K", 10), 1_000);
+        publish_at(&bus, "t", record("K", 10), 30_000);
+        assert_eq!(bus.retained("t").0, 2);
+        let late = publish_at(&bus, "t", record("K", 10), 61_001 + 1_000);
+        assert_eq!(
+            bus.retained("t").0,
+            2,
+            "the record published at 1 s is gone"
+        );
+        assert_eq!(late.offset, 2, "offsets keep counting");
+        publish_at(&bus, "t", record("K", 10), 10_000_000);
+        assert_eq!(bus.retained("t").0, 1, "the newest record is always kept");
+    }
+
+    #[tokio::test]
+    async fn a_consumer_behind_retention_resumes_at_the_oldest_kept_record() {
+        let bus = bus(Retention {
+            records: 3,
+            ..Retention::default()
+        });
+        for _ in 0..10 {
+            publish_at(&bus, "t", record("K", 1), 0);
+        }
+        let mut consumer = bus.subscribe("g", &["t"]).await.unwrap();
+        let first = consumer.recv().await.unwrap();
+        assert_eq!(first.offset, 7, "offsets 0..=6 were dropped");
+    }
 
     #[test]
     fn a_key_always_maps_to_the_same_partition() {
