@@ -31,6 +31,12 @@ impl BusSettings {
     /// Builds the configured bus. A memory bus is private to this call; the demo shares one
     /// by passing it to every service instead.
     pub fn connect(&self) -> Result<Arc<dyn EventBus>, BusError> {
+        match self.kind {
+            BusKind::Memory => tracing::info!(bus = "memory", "event bus: in-process"),
+            BusKind::Kafka => {
+                tracing::info!(bus = "kafka", brokers = %self.kafka.brokers, "event bus: kafka")
+            }
+        }
         Ok(match self.kind {
             BusKind::Memory => Arc::new(MemoryBus::new()),
             BusKind::Kafka => Arc::new(KafkaBus::new(self.kafka.clone())?),

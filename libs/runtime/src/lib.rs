@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod echo;
 pub mod grpc;
 pub mod metrics;
 pub mod secret;

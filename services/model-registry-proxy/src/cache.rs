@@ -61,9 +61,14 @@ pub enum CacheError {
     },
 }
 
-fn disk(path: &Path, error: impl std::fmt::Display) -> CacheError {
+/// A disk failure, named by the file's name in the cache (the server's paths stay in its
+/// log).
+pub(crate) fn disk(path: &Path, error: impl std::fmt::Display) -> CacheError {
+    tracing::warn!(path = %path.display(), %error, "artifact cache: disk operation failed");
     CacheError::Disk {
-        path: path.display().to_string(),
+        path: path
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
         error: error.to_string(),
     }
 }
@@ -374,14 +379,19 @@ async fn sweep_partial_downloads(dir: &Path) {
     }
 }
 
-/// `<hex of name>.<version>.<sha256>.onnx`: names are validated, but hex keeps any name safe.
+/// Longest name whose hex spells its cache file name; longer ones are hashed, so that every
+/// file name stays far below the file system's 255 bytes.
+const MAX_HEX_NAME: usize = 64;
+
+/// `<hex of name>.<version>.<sha256>.onnx` (`sha256-<SHA-256 of name>.…` for names longer
+/// than 64 bytes): names are validated, but hex keeps any name safe.
 fn file_name(entry: &Cached) -> String {
-    format!(
-        "{}.{}.{}.onnx",
-        hex(entry.name.as_bytes()),
-        entry.version,
-        entry.sha256
-    )
+    let name = if entry.name.len() <= MAX_HEX_NAME {
+        hex(entry.name.as_bytes())
+    } else {
+        format!("sha256-{}", hex(&Sha256::digest(entry.name.as_bytes())))
+    };
+    format!("{name}.{}.{}.onnx", entry.version, entry.sha256)
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ impl Error {
                 RegistryError::Unauthenticated(_) => Code::Unauthenticated,
                 RegistryError::ResourceExhausted(_) => Code::ResourceExhausted,
                 RegistryError::Unavailable(_) => Code::Unavailable,
+                RegistryError::DeadlineExceeded(_) => Code::DeadlineExceeded,
                 RegistryError::Unimplemented(_) => Code::Unimplemented,
                 RegistryError::Internal(_) => Code::Internal,
             },

@@ -4,17 +4,20 @@
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use stockcast_proto::stockcast::registry::v1 as pb;
 use stockcast_proto::stockcast::registry::v1::model_registry_service_server::ModelRegistryService;
 use stockcast_proto::stockcast::types::v1 as types;
+use stockcast_runtime::echo::truncate_for_message;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditEntry, AuditFilter, ChangeKind, Origin};
 use crate::changes::{Event, timestamp, to_proto};
+use crate::deadline::{Budget, parse_grpc_timeout, within};
 use crate::error::Error;
 use crate::proxy::{Proxy, VersionView};
 use crate::registry::{ArtifactFormat, ModelInfo};
@@ -31,6 +34,21 @@ pub struct Api {
     pub(crate) max_message_bytes: usize,
     /// Ends watch streams when the server stops, so that draining does not wait for them.
     pub(crate) shutdown: stockcast_runtime::Shutdown,
+    /// The server's limit on a call (`server.request_timeout_ms`).
+    pub(crate) request_timeout: Duration,
+}
+
+impl Api {
+    /// The time registry calls made for `request` may take: before the caller's deadline
+    /// (`grpc-timeout`) and the server's request timeout, less time to answer.
+    fn budget<T>(&self, request: &Request<T>) -> Budget {
+        let caller = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        Budget::new(Instant::now(), caller, self.request_timeout)
+    }
 }
 
 const DEFAULT_PAGE: i32 = 100;
@@ -50,7 +68,8 @@ fn page_size(requested: i32) -> Result<usize, Error> {
 }
 
 fn uri(raw: &str) -> Result<ModelUri, Error> {
-    ModelUri::parse(raw).map_err(|e| Error::InvalidArgument(format!("uri: {e}")))
+    // The parser's messages begin with `uri "…"`: they name the field already.
+    ModelUri::parse(raw).map_err(Error::InvalidArgument)
 }
 
 fn actor<T>(request: &Request<T>) -> String {
@@ -163,8 +182,9 @@ impl ModelRegistryService for Api {
         &self,
         request: Request<pb::ResolveModelRequest>,
     ) -> Result<Response<pb::ResolveModelResponse>, Status> {
+        let budget = self.budget(&request);
         let uri = uri(&request.into_inner().uri)?;
-        let resolution = self.proxy.resolve(&uri).await?;
+        let resolution = within(budget, self.proxy.resolve(&uri)).await?;
         Ok(Response::new(pb::ResolveModelResponse {
             version: Some(version_to_proto(&resolution.view)),
             served_from_cache: resolution.cached_at_ms.is_some(),
@@ -176,6 +196,7 @@ impl ModelRegistryService for Api {
         &self,
         request: Request<pb::FetchModelRequest>,
     ) -> Result<Response<Streamed<pb::FetchModelResponse>>, Status> {
+        let budget = self.budget(&request);
         let request = request.into_inner();
         let uri = uri(&request.uri)?;
         let chunk = match request.chunk_size_bytes {
@@ -192,7 +213,7 @@ impl ModelRegistryService for Api {
         let chunk = (chunk as usize)
             .min(self.max_message_bytes.saturating_sub(1024))
             .max(1);
-        let fetch = self.proxy.fetch(&uri).await?;
+        let fetch = within(budget, self.proxy.fetch(&uri)).await?;
         let total = fetch.artifact.size;
         if request.offset < 0 || request.offset as u64 > total {
             // Returning drops `fetch`, whose guard removes a temporary file.
@@ -202,12 +223,9 @@ impl ModelRegistryService for Api {
             ))
             .into());
         }
-        let mut file = tokio::fs::File::open(&fetch.path).await.map_err(|e| {
-            Error::Cache(crate::cache::CacheError::Disk {
-                path: fetch.path.display().to_string(),
-                error: e.to_string(),
-            })
-        })?;
+        let mut file = tokio::fs::File::open(&fetch.path)
+            .await
+            .map_err(|e| Error::Cache(crate::cache::disk(&fetch.path, e)))?;
         // Unix keeps the open file readable: a temporary file can go now.
         drop(fetch.temporary);
         let header = pb::FetchModelHeader {
@@ -260,12 +278,15 @@ impl ModelRegistryService for Api {
         &self,
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let budget = self.budget(&request);
         let request = request.into_inner();
         let size = page_size(request.page_size)?;
-        let page = self
-            .proxy
-            .list_models(&request.name_prefix, size, &request.page_token)
-            .await?;
+        let page = within(
+            budget,
+            self.proxy
+                .list_models(&request.name_prefix, size, &request.page_token),
+        )
+        .await?;
         Ok(Response::new(pb::ListModelsResponse {
             models: page.items.into_iter().map(model_to_proto).collect(),
             next_page_token: page.next_token,
@@ -276,13 +297,16 @@ impl ModelRegistryService for Api {
         &self,
         request: Request<pb::ListModelVersionsRequest>,
     ) -> Result<Response<pb::ListModelVersionsResponse>, Status> {
+        let budget = self.budget(&request);
         let request = request.into_inner();
         validate_name(&request.name).map_err(|e| Error::InvalidArgument(format!("name: {e}")))?;
         let size = page_size(request.page_size)?;
-        let page = self
-            .proxy
-            .list_versions(&request.name, size, &request.page_token)
-            .await?;
+        let page = within(
+            budget,
+            self.proxy
+                .list_versions(&request.name, size, &request.page_token),
+        )
+        .await?;
         Ok(Response::new(pb::ListModelVersionsResponse {
             versions: page.items.iter().map(version_to_proto).collect(),
             next_page_token: page.next_token,
@@ -294,6 +318,7 @@ impl ModelRegistryService for Api {
         request: Request<pb::SetAliasRequest>,
     ) -> Result<Response<pb::SetAliasResponse>, Status> {
         let actor = actor(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         if r.expected_current_version.is_some_and(|v| v < 0) {
             return Err(Error::InvalidArgument(format!(
@@ -302,17 +327,18 @@ impl ModelRegistryService for Api {
             ))
             .into());
         }
-        let entry = self
-            .proxy
-            .set_alias(
+        let entry = within(
+            budget,
+            self.proxy.set_alias(
                 &actor,
                 &r.name,
                 &r.alias,
                 r.version,
                 &r.reason,
                 r.expected_current_version,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         Ok(Response::new(pb::SetAliasResponse {
             entry: Some(entry_to_proto(&entry)),
         }))
@@ -323,11 +349,14 @@ impl ModelRegistryService for Api {
         request: Request<pb::DeleteAliasRequest>,
     ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
         let actor = actor(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
-        let entry = self
-            .proxy
-            .delete_alias(&actor, &r.name, &r.alias, &r.reason)
-            .await?;
+        let entry = within(
+            budget,
+            self.proxy
+                .delete_alias(&actor, &r.name, &r.alias, &r.reason),
+        )
+        .await?;
         Ok(Response::new(pb::DeleteAliasResponse {
             entry: Some(entry_to_proto(&entry)),
         }))
@@ -343,7 +372,8 @@ impl ModelRegistryService for Api {
             "" => None,
             token => Some(token.parse::<i64>().map_err(|_| {
                 Error::InvalidArgument(format!(
-                    "page_token {token:?} is not a token this service issued"
+                    "page_token {:?} is not a token this service issued",
+                    truncate_for_message(token)
                 ))
             })?),
         };

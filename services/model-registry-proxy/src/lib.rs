@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod cache;
 pub mod changes;
+pub mod deadline;
 pub mod error;
 mod grpc;
 mod metrics;
@@ -94,6 +95,7 @@ impl Deps {
             }
             RegistryKind::Mlflow => Arc::new(MlflowRegistry::new(&settings.registry.mlflow)?),
         };
+        settings.registry.log_choice();
         let url = settings.storage.url.expose();
         let audit: Arc<dyn AuditStore> = if url.starts_with("sqlite:") {
             Arc::new(SqliteAudit::open(url).await?)
@@ -193,6 +195,7 @@ pub async fn serve(
         proxy,
         max_message_bytes: settings.server.max_message_bytes,
         shutdown: shutdown.clone(),
+        request_timeout: settings.server.request_timeout(),
     };
     let limit = settings.server.max_message_bytes;
     let (audit, bus) = (deps.audit.clone(), deps.bus.clone());

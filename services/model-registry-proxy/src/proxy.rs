@@ -171,8 +171,14 @@ impl Proxy {
         let looked_up = async {
             let info = self.lookup(uri).await?;
             self.verify(info).await
-        }
-        .await;
+        };
+        // Within the request's budget, so that the cached answer below still goes out.
+        let looked_up = match crate::deadline::current() {
+            Some(budget) => tokio::time::timeout(budget.remaining(), looked_up)
+                .await
+                .unwrap_or_else(|_| Err(budget.spent("asking the registry").into())),
+            None => looked_up.await,
+        };
         match looked_up {
             Ok(view) => {
                 let remembered = lock(&self.resolutions).remember(
@@ -431,11 +437,10 @@ fn declared_sha256(tag: &str) -> Option<String> {
 }
 
 fn unavailable(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Registry(RegistryError::Unavailable(_))
-            | Error::Cache(CacheError::Registry(RegistryError::Unavailable(_)))
-    )
+    match error {
+        Error::Registry(e) | Error::Cache(CacheError::Registry(e)) => e.is_unavailable(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,30 @@ impl Default for RegistrySettings {
     }
 }
 
+impl RegistrySettings {
+    /// Says in the log which registry is in use (at start-up), without credentials.
+    pub fn log_choice(&self) {
+        match self.kind {
+            RegistryKind::Local => tracing::info!(
+                registry = "local",
+                dir = %self.local_dir.display(),
+                "model registry: local directory"
+            ),
+            RegistryKind::Mlflow => {
+                let uri = reqwest::Url::parse(&self.mlflow.tracking_uri).map_or_else(
+                    |_| self.mlflow.tracking_uri.clone(),
+                    |mut url| {
+                        let _ = url.set_password(None);
+                        let _ = url.set_username("");
+                        url.to_string()
+                    },
+                );
+                tracing::info!(registry = "mlflow", tracking_uri = %uri, "model registry: mlflow");
+            }
+        }
+    }
+}
+
 /// The `[storage]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,12 +228,32 @@ impl stockcast_runtime::Settings for Settings {
             RegistryKind::Local if self.registry.local_dir.as_os_str().is_empty() => {
                 return Err(ConfigError::invalid("registry.local_dir", "is empty"));
             }
+            // An MLflow server named while the local registry is in use is a contradiction:
+            // serving an empty local directory instead would look like a working proxy.
+            RegistryKind::Local
+                if self.registry.mlflow.tracking_uri != MlflowSettings::default().tracking_uri =>
+            {
+                return Err(ConfigError::invalid(
+                    "registry.mlflow.tracking_uri",
+                    format!(
+                        "is set ({:?}) but registry.kind is \"local\": set registry.kind = \
+                         \"mlflow\" to use that MLflow server, or remove \
+                         registry.mlflow.tracking_uri",
+                        stockcast_runtime::echo::truncate_for_message(
+                            &self.registry.mlflow.tracking_uri
+                        )
+                    ),
+                ));
+            }
             RegistryKind::Mlflow => {
                 let uri = &self.registry.mlflow.tracking_uri;
                 if !(uri.starts_with("http://") || uri.starts_with("https://")) {
                     return Err(ConfigError::invalid(
                         "registry.mlflow.tracking_uri",
-                        format!("{uri:?} must start with http:// or https://"),
+                        format!(
+                            "{:?} must start with http:// or https://",
+                            stockcast_runtime::echo::truncate_for_message(uri)
+                        ),
                     ));
                 }
                 for (key, value) in [
@@ -322,6 +366,13 @@ mod tests {
         });
         assert!(
             e.contains("registry.mlflow.retries") && e.contains("maximum of 10"),
+            "{e}"
+        );
+        let e = invalid(|s| s.registry.mlflow.tracking_uri = "http://mlflow:5000".into());
+        assert!(
+            e.contains("registry.mlflow.tracking_uri")
+                && e.contains("registry.kind")
+                && e.contains("mlflow:5000"),
             "{e}"
         );
         let e = invalid(|s| s.storage.url = Secret::new("mysql://x"));

@@ -3,7 +3,13 @@
 
 use std::fmt;
 
+use stockcast_runtime::echo::truncate_for_message;
+
 use crate::registry::canonical_stage;
+
+/// Longest model name, bytes: a name is a file name in the local registry (at most 255
+/// bytes on Linux filesystems) and MLflow stores up to 256 characters.
+pub const MAX_NAME_LEN: usize = 255;
 
 /// What a model URI points at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,8 +35,9 @@ pub struct ModelUri {
 
 impl ModelUri {
     /// Parses `uri`; the error names what is wrong with it.
-    pub fn parse(uri: &str) -> Result<Self, String> {
-        let Some(path) = uri.strip_prefix("models:/") else {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let uri = truncate_for_message(raw);
+        let Some(path) = raw.strip_prefix("models:/") else {
             return Err(format!(
                 "uri {uri:?} must start with \"models:/\" (e.g. \"models:/daily-return@champion\")"
             ));
@@ -54,7 +61,12 @@ impl ModelUri {
         let selector = if suffix.bytes().all(|b| b.is_ascii_digit()) && !suffix.is_empty() {
             match suffix.parse::<i64>() {
                 Ok(version) if version >= 1 => Selector::Version(version),
-                _ => return Err(format!("uri {uri:?}: version {suffix} must be >= 1")),
+                _ => {
+                    return Err(format!(
+                        "uri {uri:?}: version {} must be >= 1",
+                        truncate_for_message(suffix)
+                    ));
+                }
             }
         } else if suffix.eq_ignore_ascii_case("latest") {
             Selector::Latest
@@ -62,8 +74,9 @@ impl ModelUri {
             Selector::Stage(stage.to_owned())
         } else {
             return Err(format!(
-                "uri {uri:?}: {suffix:?} is neither a version number, \"latest\", nor a stage \
-                 (None, Staging, Production, Archived)"
+                "uri {uri:?}: {:?} is neither a version number, \"latest\", nor a stage \
+                 (None, Staging, Production, Archived)",
+                truncate_for_message(suffix)
             ));
         };
         Ok(Self {
@@ -92,29 +105,31 @@ impl fmt::Display for ModelUri {
     }
 }
 
-/// Checks a model name: 1..=256 characters of letters, digits, `.`, `_`, `-`, starting with
-/// a letter or digit (names become paths in the local registry and cache).
+/// Checks a model name: 1..=[`MAX_NAME_LEN`] letters, digits, `.`, `_`, `-`, starting with
+/// a letter or digit (names become file names in the local registry).
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("model name is empty".to_owned());
     }
-    if name.len() > 256 {
-        return Err(format!(
-            "model name has {} characters, at most 256",
-            name.len()
-        ));
-    }
-    if !name.as_bytes()[0].is_ascii_alphanumeric() {
-        return Err(format!(
-            "model name {name:?} must start with a letter or digit"
-        ));
-    }
+    let shown = truncate_for_message(name);
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
         return Err(format!(
-            "model name {name:?} contains {bad:?}; allowed are letters, digits, '.', '_', '-'"
+            "model name {shown:?} contains {bad:?}; allowed are letters, digits, '.', '_', '-'"
+        ));
+    }
+    // Only ASCII is left: bytes are characters.
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "model name has {} characters, at most {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(format!(
+            "model name {shown:?} must start with a letter or digit"
         ));
     }
     Ok(())
@@ -126,16 +141,18 @@ pub fn validate_alias(alias: &str) -> Result<(), String> {
     if alias.is_empty() {
         return Err("alias is empty".to_owned());
     }
-    if alias.len() > 255 {
-        return Err(format!("alias has {} characters, at most 255", alias.len()));
-    }
     if let Some(bad) = alias
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
     {
         return Err(format!(
-            "alias {alias:?} contains {bad:?}; allowed are letters, digits, '_', '-'"
+            "alias {:?} contains {bad:?}; allowed are letters, digits, '_', '-'",
+            truncate_for_message(alias)
         ));
+    }
+    // Only ASCII is left: bytes are characters.
+    if alias.len() > 255 {
+        return Err(format!("alias has {} characters, at most 255", alias.len()));
     }
     let lower = alias.to_ascii_lowercase();
     if lower == "latest" {
@@ -207,5 +224,24 @@ mod tests {
         assert!(err("models:/m@v3").contains("reserved"));
         assert!(err("models:/a b/1").contains("contains ' '"));
         assert!(err("models:/m/99999999999999999999").contains("must be >= 1"));
+        assert!(err(&format!("models:/{}/1", "n".repeat(256))).contains("at most 255"));
+        assert!(ModelUri::parse(&format!("models:/{}/1", "n".repeat(255))).is_ok());
+        assert!(err("models:/🦀🦀/1").contains("contains '🦀'"));
+    }
+
+    #[test]
+    fn errors_echo_at_most_a_readable_part_of_the_input() {
+        for uri in [
+            format!("runs:/{}", "a".repeat(20_000)),
+            format!("models:/{}", "a".repeat(20_000)),
+            format!("models:/m/{}", "a".repeat(20_000)),
+            format!("models:/m/{}", "1".repeat(20_000)),
+            format!("models:/m@{}", "a".repeat(20_000)),
+            format!("models:/m@{}", "!".repeat(20_000)),
+            format!("models:/{}/1", "!".repeat(20_000)),
+        ] {
+            let error = ModelUri::parse(&uri).err().unwrap_or_default();
+            assert!(error.len() < 600, "{} characters: {error}", error.len());
+        }
     }
 }

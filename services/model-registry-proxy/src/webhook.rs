@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
+use stockcast_runtime::echo::truncate_for_message;
 use stockcast_runtime::{Secret, Shutdown};
 use tokio::net::TcpListener;
 
@@ -83,7 +84,10 @@ async fn receive(
     if delivery.entity != "model_version_alias" {
         return (
             StatusCode::OK,
-            format!("entity {:?} ignored", delivery.entity),
+            format!(
+                "entity {:?} ignored",
+                truncate_for_message(&delivery.entity)
+            ),
         );
     }
     let Some(name) = delivery.data.get("name").and_then(|n| n.as_str()) else {
@@ -116,9 +120,12 @@ fn verify(
     let signature = header("x-mlflow-signature")?;
     let delivery_id = header("x-mlflow-delivery-id")?;
     let timestamp = header("x-mlflow-timestamp")?;
-    let sent: i64 = timestamp
-        .parse()
-        .map_err(|_| format!("X-MLflow-Timestamp {timestamp:?} is not Unix seconds"))?;
+    let sent: i64 = timestamp.parse().map_err(|_| {
+        format!(
+            "X-MLflow-Timestamp {:?} is not Unix seconds",
+            truncate_for_message(timestamp)
+        )
+    })?;
     let skew = now.abs_diff(sent);
     if skew > max_age.as_secs() {
         return Err(if sent <= now {

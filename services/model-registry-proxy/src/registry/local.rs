@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Metadata files are replaced atomically (write, then rename), so a crash never leaves a
-//! half-written one.
+//! half-written one. Every path is confined to the registry directory after symlinks are
+//! resolved: an `MLmodel` naming an absolute path, `..`, or a symlink leading elsewhere is
+//! refused before anything outside is opened. Messages name paths relative to the registry.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,13 +24,32 @@ use tokio::sync::Mutex;
 
 use super::{
     Artifact, ArtifactFormat, ModelInfo, NewVersion, Page, Registry, RegistryError, VersionInfo,
-    canonical_stage, mlmodel_for, onnx_file_of_mlmodel,
+    canonical_stage, mlmodel_for, no_alias, no_model, no_version, onnx_file_of_mlmodel,
 };
 use crate::uri::validate_name;
+use stockcast_runtime::echo::truncate_for_message;
+
+/// The path an `MLmodel` `data:` names, if it is a plain relative path that stays inside
+/// the model directory: not absolute, no `..`, no NUL.
+fn relative_data_path(data: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let path = Path::new(data);
+    let plain = !data.contains('\0')
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    (plain && path.components().any(|c| matches!(c, Component::Normal(_))))
+        .then(|| path.to_path_buf())
+}
+
+fn reading_failed(shown: &str, error: std::io::Error) -> RegistryError {
+    RegistryError::Unavailable(format!("local registry: reading {shown}: {error}"))
+}
 
 /// A registry in a local directory.
 #[derive(Debug)]
 pub struct LocalRegistry {
+    /// Canonical (symlinks resolved): every path used must stay under it.
     root: PathBuf,
     /// Serializes changes (and the reads they depend on) within this process.
     lock: Mutex<()>,
@@ -63,10 +84,6 @@ fn none_stage() -> String {
     "None".to_owned()
 }
 
-fn io(what: &str, path: &Path, error: std::io::Error) -> RegistryError {
-    RegistryError::Unavailable(format!("{what} {}: {error}", path.display()))
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -75,9 +92,12 @@ impl LocalRegistry {
     /// A registry in `root`, created if missing.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, RegistryError> {
         let root = root.into();
-        tokio::fs::create_dir_all(&root)
-            .await
-            .map_err(|e| io("creating", &root, e))?;
+        // Start-up errors go to the operator: they may name the directory.
+        let unusable = |e: std::io::Error| {
+            RegistryError::Unavailable(format!("local registry directory {}: {e}", root.display()))
+        };
+        tokio::fs::create_dir_all(&root).await.map_err(unusable)?;
+        let root = tokio::fs::canonicalize(&root).await.map_err(unusable)?;
         Ok(Self {
             root,
             lock: Mutex::new(()),
@@ -94,29 +114,104 @@ impl LocalRegistry {
         Ok(self.root.join(name))
     }
 
-    async fn read_json<T: for<'de> Deserialize<'de>>(
-        path: &Path,
-    ) -> Result<Option<T>, RegistryError> {
-        match tokio::fs::read(path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                RegistryError::Internal(format!("{} is corrupt: {e}", path.display()))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("reading", path, e)),
+    /// `path` as messages name it: relative to the registry directory (the server's paths
+    /// stay in its logs).
+    fn shown(&self, path: &Path) -> String {
+        match path.strip_prefix(&self.root) {
+            Ok(relative) => relative.display().to_string(),
+            Err(_) => "a path outside the registry directory".to_owned(),
         }
     }
 
-    async fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RegistryError> {
+    fn io(&self, what: &str, path: &Path, error: std::io::Error) -> RegistryError {
+        tracing::warn!(path = %path.display(), %error, "local registry: {what} failed");
+        RegistryError::Unavailable(format!(
+            "local registry: {what} {}: {error}",
+            self.shown(path)
+        ))
+    }
+
+    /// `path` with every symlink resolved, if it stays inside the registry directory;
+    /// `None` when it does not exist. Nothing is opened.
+    async fn confine(&self, path: &Path) -> Result<Option<PathBuf>, RegistryError> {
+        match tokio::fs::canonicalize(path).await {
+            Ok(real) if real.starts_with(&self.root) => Ok(Some(real)),
+            Ok(real) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    real = %real.display(),
+                    "local registry: a path leads outside the registry directory; refused"
+                );
+                Err(RegistryError::FailedPrecondition(format!(
+                    "local registry: {} leads outside the registry directory; refusing it",
+                    self.shown(path)
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("resolving", path, e)),
+        }
+    }
+
+    /// Like [`Self::confine`], but a missing path is an error saying what is missing.
+    async fn confine_existing(&self, path: &Path, what: &str) -> Result<PathBuf, RegistryError> {
+        self.confine(path).await?.ok_or_else(|| {
+            RegistryError::FailedPrecondition(format!(
+                "local registry: {what} {} is missing",
+                self.shown(path)
+            ))
+        })
+    }
+
+    async fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &Path,
+    ) -> Result<Option<T>, RegistryError> {
+        let Some(real) = self.confine(path).await? else {
+            return Ok(None);
+        };
+        match tokio::fs::read(&real).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                RegistryError::Internal(format!(
+                    "local registry: {} is corrupt: {e}",
+                    self.shown(path)
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("reading", path, e)),
+        }
+    }
+
+    async fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), RegistryError> {
         let bytes = serde_json::to_vec_pretty(value)
-            .map_err(|e| RegistryError::Internal(format!("encoding {}: {e}", path.display())))?;
-        write_atomic(path, &bytes).await
+            .map_err(|e| RegistryError::Internal(format!("encoding {}: {e}", self.shown(path))))?;
+        self.write_atomic(path, &bytes).await
+    }
+
+    /// Writes `bytes` to `path` through a temporary file and a rename, in a directory
+    /// confined to the registry.
+    async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+        let (Some(parent), Some(file)) = (path.parent(), path.file_name()) else {
+            return Err(RegistryError::Internal(format!(
+                "local registry: {} has no directory",
+                self.shown(path)
+            )));
+        };
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| self.io("creating", parent, e))?;
+        let real = self.confine_existing(parent, "directory").await?.join(file);
+        let tmp = real.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(|e| self.io("writing", path, e))?;
+        tokio::fs::rename(&tmp, &real)
+            .await
+            .map_err(|e| self.io("renaming", path, e))
     }
 
     async fn model(&self, name: &str) -> Result<ModelFile, RegistryError> {
         let path = self.model_dir(name)?.join("model.json");
-        Self::read_json(&path)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("model {name:?} does not exist")))
+        self.read_json(&path).await?.ok_or_else(|| no_model(name))
     }
 
     async fn version_file(&self, name: &str, version: i64) -> Result<VersionFile, RegistryError> {
@@ -124,27 +219,26 @@ impl LocalRegistry {
             .model_dir(name)?
             .join(version.to_string())
             .join("version.json");
-        match Self::read_json(&path).await? {
+        match self.read_json(&path).await? {
             Some(v) => Ok(v),
             None => {
                 self.model(name).await?;
-                Err(RegistryError::NotFound(format!(
-                    "model {name:?} has no version {version}"
-                )))
+                Err(no_version(name, version))
             }
         }
     }
 
     async fn version_numbers(&self, name: &str) -> Result<Vec<i64>, RegistryError> {
         let dir = self.model_dir(name)?;
-        let mut entries = tokio::fs::read_dir(&dir)
+        let real = self.confine_existing(&dir, "model directory").await?;
+        let mut entries = tokio::fs::read_dir(&real)
             .await
-            .map_err(|e| io("listing", &dir, e))?;
+            .map_err(|e| self.io("listing", &dir, e))?;
         let mut versions = Vec::new();
         while let Some(entry) = entries
             .next_entry()
             .await
-            .map_err(|e| io("listing", &dir, e))?
+            .map_err(|e| self.io("listing", &dir, e))?
         {
             if let Some(v) = entry
                 .file_name()
@@ -205,21 +299,6 @@ impl LocalRegistry {
     }
 }
 
-async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| io("creating", parent, e))?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    tokio::fs::write(&tmp, bytes)
-        .await
-        .map_err(|e| io("writing", &tmp, e))?;
-    tokio::fs::rename(&tmp, path)
-        .await
-        .map_err(|e| io("renaming", path, e))
-}
-
 #[async_trait]
 impl Registry for LocalRegistry {
     fn kind(&self) -> &'static str {
@@ -230,7 +309,7 @@ impl Registry for LocalRegistry {
         tokio::fs::metadata(&self.root)
             .await
             .map(|_| ())
-            .map_err(|e| io("reading", &self.root, e))
+            .map_err(|e| self.io("reading", &self.root, e))
     }
 
     async fn create_model(
@@ -240,7 +319,7 @@ impl Registry for LocalRegistry {
     ) -> Result<ModelInfo, RegistryError> {
         let _guard = self.lock.lock().await;
         let path = self.model_dir(name)?.join("model.json");
-        if Self::read_json::<ModelFile>(&path).await?.is_some() {
+        if self.read_json::<ModelFile>(&path).await?.is_some() {
             return Err(RegistryError::AlreadyExists(format!(
                 "model {name:?} already exists"
             )));
@@ -253,7 +332,7 @@ impl Registry for LocalRegistry {
             updated_at_ms: now,
             ..ModelFile::default()
         };
-        Self::write_json(&path, &model).await?;
+        self.write_json(&path, &model).await?;
         self.model_info(model).await
     }
 
@@ -270,12 +349,12 @@ impl Registry for LocalRegistry {
     ) -> Result<Page<ModelInfo>, RegistryError> {
         let mut entries = tokio::fs::read_dir(&self.root)
             .await
-            .map_err(|e| io("listing", &self.root, e))?;
+            .map_err(|e| self.io("listing", &self.root, e))?;
         let mut names = Vec::new();
         while let Some(entry) = entries
             .next_entry()
             .await
-            .map_err(|e| io("listing", &self.root, e))?
+            .map_err(|e| self.io("listing", &self.root, e))?
         {
             if let Some(name) = entry.file_name().to_str()
                 && name.starts_with(prefix)
@@ -321,11 +400,13 @@ impl Registry for LocalRegistry {
         let dir = self.model_dir(name)?.join(number.to_string());
         match version.format {
             ArtifactFormat::OnnxFile => {
-                write_atomic(&dir.join("model.onnx"), &version.onnx).await?
+                self.write_atomic(&dir.join("model.onnx"), &version.onnx)
+                    .await?
             }
             ArtifactFormat::MlflowOnnx => {
-                write_atomic(&dir.join("model").join("model.onnx"), &version.onnx).await?;
-                write_atomic(
+                self.write_atomic(&dir.join("model").join("model.onnx"), &version.onnx)
+                    .await?;
+                self.write_atomic(
                     &dir.join("model").join("MLmodel"),
                     mlmodel_for("model.onnx").as_bytes(),
                 )
@@ -343,7 +424,7 @@ impl Registry for LocalRegistry {
             updated_at_ms: now,
         };
         // version.json last: a version exists once its metadata does.
-        Self::write_json(&dir.join("version.json"), &file).await?;
+        self.write_json(&dir.join("version.json"), &file).await?;
         Ok(self.info(&model, file))
     }
 
@@ -364,7 +445,10 @@ impl Registry for LocalRegistry {
             i64::MAX
         } else {
             page_token.parse::<i64>().map_err(|_| {
-                RegistryError::InvalidArgument(format!("page_token {page_token:?} is not valid"))
+                RegistryError::InvalidArgument(format!(
+                    "page_token {:?} is not valid",
+                    truncate_for_message(page_token)
+                ))
             })?
         };
         let numbers: Vec<i64> = self
@@ -395,9 +479,7 @@ impl Registry for LocalRegistry {
     ) -> Result<VersionInfo, RegistryError> {
         let model = self.model(name).await?;
         let Some(version) = model.aliases.get(alias).copied() else {
-            return Err(RegistryError::NotFound(format!(
-                "model {name:?} has no alias {alias:?}"
-            )));
+            return Err(no_alias(name, alias));
         };
         self.get_version(name, version).await
     }
@@ -426,7 +508,8 @@ impl Registry for LocalRegistry {
         let mut model = self.model(name).await?;
         model.aliases.insert(alias.to_owned(), version);
         model.updated_at_ms = now_ms();
-        Self::write_json(&self.model_dir(name)?.join("model.json"), &model).await
+        self.write_json(&self.model_dir(name)?.join("model.json"), &model)
+            .await
     }
 
     async fn delete_alias(&self, name: &str, alias: &str) -> Result<(), RegistryError> {
@@ -434,7 +517,8 @@ impl Registry for LocalRegistry {
         let mut model = self.model(name).await?;
         if model.aliases.remove(alias).is_some() {
             model.updated_at_ms = now_ms();
-            Self::write_json(&self.model_dir(name)?.join("model.json"), &model).await?;
+            self.write_json(&self.model_dir(name)?.join("model.json"), &model)
+                .await?;
         }
         Ok(())
     }
@@ -459,7 +543,7 @@ impl Registry for LocalRegistry {
             .model_dir(name)?
             .join(version.to_string())
             .join("version.json");
-        Self::write_json(&path, &file).await
+        self.write_json(&path, &file).await
     }
 
     async fn transition_stage(
@@ -482,13 +566,14 @@ impl Registry for LocalRegistry {
                 .model_dir(name)?
                 .join(version.to_string())
                 .join("version.json");
-            Self::write_json(&path, &file).await?;
+            self.write_json(&path, &file).await?;
         }
         self.get_version(name, version).await
     }
 
     async fn open_artifact(&self, version: &VersionInfo) -> Result<Artifact, RegistryError> {
         let file = self.version_file(&version.name, version.version).await?;
+        let label = format!("models:/{}/{}", version.name, version.version);
         let dir = self
             .model_dir(&version.name)?
             .join(version.version.to_string());
@@ -496,35 +581,50 @@ impl Registry for LocalRegistry {
             ArtifactFormat::OnnxFile => dir.join("model.onnx"),
             ArtifactFormat::MlflowOnnx => {
                 let mlmodel_path = dir.join("model").join("MLmodel");
-                let mlmodel = tokio::fs::read_to_string(&mlmodel_path)
+                let real = self.confine_existing(&mlmodel_path, "file").await?;
+                let mlmodel = tokio::fs::read_to_string(&real)
                     .await
-                    .map_err(|e| io("reading", &mlmodel_path, e))?;
+                    .map_err(|e| self.io("reading", &mlmodel_path, e))?;
                 let data = onnx_file_of_mlmodel(&mlmodel).ok_or_else(|| {
                     RegistryError::FailedPrecondition(format!(
-                        "{} has no onnx flavor",
-                        mlmodel_path.display()
+                        "{label}: its MLmodel has no onnx flavor"
                     ))
                 })?;
-                if data.contains("..") {
-                    return Err(RegistryError::FailedPrecondition(format!(
-                        "{} names {data:?} outside the model directory",
-                        mlmodel_path.display()
-                    )));
-                }
-                dir.join("model").join(data)
+                let relative = relative_data_path(&data).ok_or_else(|| {
+                    tracing::warn!(model = %version.name, version = version.version, data, "local registry: MLmodel names a file outside its directory");
+                    // The value is not repeated: it may name a file on the server.
+                    RegistryError::FailedPrecondition(format!(
+                        "{label}: its MLmodel names a file that is not a relative path inside \
+                         the model directory (an absolute path, `..` or NUL); refusing it"
+                    ))
+                })?;
+                dir.join("model").join(relative)
             }
         };
-        let handle = tokio::fs::File::open(&path)
+        let real = self.confine_existing(&path, "artifact").await?;
+        // A FIFO or device would block or never end: only regular files are read.
+        match tokio::fs::metadata(&real).await {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "{label}: the artifact {} is not a regular file; refusing it",
+                    self.shown(&path)
+                )));
+            }
+            Err(e) => return Err(self.io("reading", &path, e)),
+        }
+        let handle = tokio::fs::File::open(&real)
             .await
-            .map_err(|e| io("opening", &path, e))?;
+            .map_err(|e| self.io("opening", &path, e))?;
         let size_hint = handle.metadata().await.ok().map(|m| m.len());
+        let path = self.shown(&path);
         let body = futures::stream::unfold(Some((handle, path)), |state| async move {
             let (mut handle, path) = state?;
             let mut buffer = BytesMut::with_capacity(256 * 1024);
             match handle.read_buf(&mut buffer).await {
                 Ok(0) => None,
                 Ok(_) => Some((Ok(buffer.freeze()), Some((handle, path)))),
-                Err(e) => Some((Err(io("reading", &path, e)), None)),
+                Err(e) => Some((Err(reading_failed(&path, e)), None)),
             }
         });
         Ok(Artifact {

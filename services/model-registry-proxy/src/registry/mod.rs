@@ -42,6 +42,9 @@ pub enum RegistryError {
     /// circuit breaker is open: retry later.
     #[error("registry unavailable: {0}")]
     Unavailable(String),
+    /// The registry did not answer within the caller's deadline.
+    #[error("registry: {0}")]
+    DeadlineExceeded(String),
     /// The registry does not support the call.
     #[error("{0}")]
     Unimplemented(String),
@@ -50,10 +53,29 @@ pub enum RegistryError {
     Internal(String),
 }
 
+/// "Not found" in the same words from every registry: the model is missing.
+pub(crate) fn no_model(name: &str) -> RegistryError {
+    RegistryError::NotFound(format!("model {name:?} does not exist"))
+}
+
+/// The model exists but not this version.
+pub(crate) fn no_version(name: &str, version: i64) -> RegistryError {
+    RegistryError::NotFound(format!("model {name:?} has no version {version}"))
+}
+
+/// The model exists but not this alias.
+pub(crate) fn no_alias(name: &str, alias: &str) -> RegistryError {
+    RegistryError::NotFound(format!("model {name:?} has no alias {alias:?}"))
+}
+
 impl RegistryError {
-    /// Whether the registry could not be reached (the cases where cached answers are served).
+    /// Whether the registry could not be reached or did not answer in time (the cases
+    /// where cached answers are served).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, RegistryError::Unavailable(_))
+        matches!(
+            self,
+            RegistryError::Unavailable(_) | RegistryError::DeadlineExceeded(_)
+        )
     }
 }
 

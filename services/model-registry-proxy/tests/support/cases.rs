@@ -10,7 +10,7 @@ use tonic::Code;
 
 use super::harness::{
     Harness, Kind, Spec, as_actor, audit_of, contract, fetch, model_name, next_event, register,
-    sha256,
+    set, sha256,
 };
 
 /// Runs every case of the suite as its own test on the registry `$kind`.
@@ -36,6 +36,14 @@ macro_rules! registry_conformance {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn bad_requests_get_precise_errors() {
             support::cases::bad_requests_get_precise_errors($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn errors_name_the_model_in_the_projects_words() {
+            support::cases::errors_name_the_model_in_the_projects_words($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn model_names_fit_every_backend() {
+            support::cases::model_names_fit_every_backend($kind).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn lists_models_and_versions_in_pages() {
@@ -68,16 +76,6 @@ async fn resolve(h: &Harness, uri: &str) -> Result<pb::ModelVersion, tonic::Stat
         .into_inner();
     assert!(!answer.served_from_cache, "{uri}: the registry is up");
     Ok(answer.version.expect("a version"))
-}
-
-fn set(name: &str, alias: &str, version: i64, reason: &str) -> pb::SetAliasRequest {
-    pb::SetAliasRequest {
-        name: name.to_owned(),
-        alias: alias.to_owned(),
-        version,
-        reason: reason.to_owned(),
-        expected_current_version: None,
-    }
 }
 
 pub async fn resolves_every_uri_form(kind: Kind) {
@@ -487,6 +485,129 @@ pub async fn bad_requests_get_precise_errors(kind: Kind) {
         .unwrap_err();
     assert_eq!(page.code(), Code::InvalidArgument);
     assert!(page.message().contains("page_size 5000"), "{page:?}");
+    h.stop().await;
+}
+
+pub async fn errors_name_the_model_in_the_projects_words(kind: Kind) {
+    let h = Harness::start(kind, NO_POLL).await;
+    let name = model_name("words");
+    register(&*h.registry, &name, Spec::default()).await;
+    let missing = format!("{name}-missing");
+    for (uri, text) in [
+        (
+            format!("models:/{name}@absent"),
+            format!("model {name:?} has no alias \"absent\""),
+        ),
+        (
+            format!("models:/{missing}@champion"),
+            format!("model {missing:?} does not exist"),
+        ),
+        (
+            format!("models:/{name}/7"),
+            format!("model {name:?} has no version 7"),
+        ),
+        (
+            format!("models:/{missing}/1"),
+            format!("model {missing:?} does not exist"),
+        ),
+        (
+            format!("models:/{missing}/latest"),
+            format!("model {missing:?} does not exist"),
+        ),
+    ] {
+        let error = resolve(&h, &uri).await.unwrap_err();
+        assert_eq!(error.code(), Code::NotFound, "{uri}: {error:?}");
+        assert_eq!(error.message(), text, "{uri}");
+    }
+    let mut client = h.client.clone();
+    let error = client
+        .set_alias(set(&name, "champion", 9, "r"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::NotFound, "{error:?}");
+    assert!(
+        error
+            .message()
+            .contains(&format!("model {name:?} has no version 9")),
+        "{error:?}"
+    );
+
+    // URI errors name the field once.
+    let error = resolve(&h, "runs:/abc/model").await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error
+            .message()
+            .starts_with("uri \"runs:/abc/model\" must start with"),
+        "{error:?}"
+    );
+    // Echoed input is cut: a 20,000-character URI does not come back whole.
+    for uri in [
+        format!("models:/{}", "a".repeat(20_000)),
+        format!("models:/{name}@{}", "a".repeat(20_000)),
+        format!("runs:/{}", "a".repeat(20_000)),
+        format!("models:/{name}/{}", "x".repeat(20_000)),
+    ] {
+        let error = resolve(&h, &uri).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+        assert!(error.message().len() < 1_000, "{}", error.message().len());
+        assert!(error.message().contains("characters"), "{error:?}");
+    }
+    let error = client
+        .list_model_versions(pb::ListModelVersionsRequest {
+            name: name.clone(),
+            page_token: "t".repeat(20_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(error.message().len() < 1_000, "{}", error.message().len());
+    h.stop().await;
+}
+
+pub async fn model_names_fit_every_backend(kind: Kind) {
+    let h = Harness::start(kind, NO_POLL).await;
+    // The longest name is usable end to end: registry, artifact cache, audit log, events.
+    let unique = model_name("long");
+    let name = format!("{unique}{}", "n".repeat(255 - unique.len()));
+    assert_eq!(name.len(), 255);
+    let (_, bytes) = register(&*h.registry, &name, Spec::default()).await;
+    let mut client = h.client.clone();
+    client
+        .set_alias(set(&name, "champion", 1, "the longest name"))
+        .await
+        .unwrap();
+    let uri = format!("models:/{name}@champion");
+    assert_eq!(resolve(&h, &uri).await.unwrap().sha256, sha256(&bytes));
+    let (_, got, _) = fetch(&mut client, &uri, 0, 0).await.unwrap();
+    assert_eq!(got, bytes);
+
+    // One more character is refused up front, by every call, without a server path.
+    let too_long = format!("{name}n");
+    let error = resolve(&h, &format!("models:/{too_long}/1"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert!(
+        error
+            .message()
+            .contains("model name has 256 characters, at most 255"),
+        "{error:?}"
+    );
+    let error = client
+        .set_alias(set(&too_long, "champion", 1, "r"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    let error = client
+        .list_model_versions(pb::ListModelVersionsRequest {
+            name: too_long.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert!(!error.message().contains("/tmp"), "{error:?}");
     h.stop().await;
 }
 

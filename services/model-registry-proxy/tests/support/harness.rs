@@ -398,6 +398,17 @@ pub async fn audit_of(
         .entries
 }
 
+/// A request pointing `alias` of `name` at `version`, without compare-and-set.
+pub fn set(name: &str, alias: &str, version: i64, reason: &str) -> pb::SetAliasRequest {
+    pb::SetAliasRequest {
+        name: name.to_owned(),
+        alias: alias.to_owned(),
+        version,
+        reason: reason.to_owned(),
+        expected_current_version: None,
+    }
+}
+
 /// Resolves `uri` through the proxy.
 pub async fn resolve(
     client: &mut ModelRegistryServiceClient<Channel>,

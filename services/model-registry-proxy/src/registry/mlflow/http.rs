@@ -8,6 +8,7 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use stockcast_runtime::Secret;
+use stockcast_runtime::echo::truncate_for_message;
 
 use super::MlflowSettings;
 use crate::registry::RegistryError;
@@ -141,7 +142,9 @@ impl Http {
     }
 
     /// Sends a request built by `build`, retrying idempotent ones on transient failures, and
-    /// returns a successful response or the mapped error.
+    /// returns a successful response or the mapped error. Within a request's budget
+    /// ([`crate::deadline`]) each attempt's timeout is capped by what is left, and a retry
+    /// that would start after the budget is spent is not made.
     async fn send(
         &self,
         idempotent: Idempotent,
@@ -153,8 +156,16 @@ impl Http {
             Idempotent::No => 1,
         };
         let mut last = RegistryError::Unavailable("no attempt made".to_owned());
+        let budget = crate::deadline::current();
         for attempt in 1..=attempts {
             self.breaker.allow()?;
+            let timeout = match budget {
+                Some(budget) if budget.remaining().is_zero() => {
+                    return Err(budget.spent("calling mlflow"));
+                }
+                Some(budget) => timeout.min(budget.remaining()),
+                None => timeout,
+            };
             let mut request = build().timeout(timeout);
             if !self.token.is_empty() {
                 request = request.bearer_auth(self.token.expose());
@@ -181,12 +192,23 @@ impl Http {
                 // The server answered: it is up, whatever it thought of the request.
                 self.breaker.success();
             }
-            if !transient || attempt == attempts {
+            if !transient {
+                return Err(error);
+            }
+            let wait = jittered(backoff(self.backoff, attempt));
+            if let Some(budget) = budget
+                && budget.remaining() <= wait
+            {
+                // No time for another attempt: the caller answers from its cache, if it can.
+                tracing::debug!(attempt, %error, "mlflow call failed; no time left to retry");
+                return Err(budget.spent(&format!("calling mlflow ({error})")));
+            }
+            if attempt == attempts {
                 return Err(error);
             }
             crate::metrics::mlflow_retry();
             tracing::debug!(attempt, %error, "mlflow call failed; retrying");
-            tokio::time::sleep(jittered(backoff(self.backoff, attempt))).await;
+            tokio::time::sleep(wait).await;
             last = error;
         }
         Err(last)
@@ -230,7 +252,12 @@ pub(crate) fn from_response(status: StatusCode, body: &[u8]) -> RegistryError {
         message: String,
     }
     if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
-        let message = format!("mlflow {}: {}", parsed.error_code, parsed.message);
+        // MLflow's text may repeat a whole input: keep a readable part.
+        let message = format!(
+            "mlflow {}: {}",
+            parsed.error_code,
+            truncate_for_message(&parsed.message)
+        );
         return match parsed.error_code.as_str() {
             "RESOURCE_DOES_NOT_EXIST" | "ENDPOINT_NOT_FOUND"
                 if status != StatusCode::NOT_IMPLEMENTED =>

@@ -15,7 +15,7 @@ use stockcast_runtime::Secret;
 use self::http::{Http, Idempotent};
 use super::{
     Artifact, ArtifactFormat, ModelInfo, NewVersion, Page, Registry, RegistryError, VersionInfo,
-    mlmodel_for, onnx_file_of_mlmodel,
+    mlmodel_for, no_alias, no_model, no_version, onnx_file_of_mlmodel,
 };
 
 /// The `[registry.mlflow]` section.
@@ -99,6 +99,40 @@ impl MlflowRegistry {
         self.http
             .json(Method::POST, path, &[], Some(&body), idempotent)
             .await
+    }
+
+    /// The registered model `name` as MLflow answers it; a missing one in the project's words.
+    async fn registered_model(&self, name: &str) -> Result<RegisteredModelJson, RegistryError> {
+        match self
+            .get::<RegisteredModelAnswer>("api/2.0/mlflow/registered-models/get", &[("name", name)])
+            .await
+        {
+            Ok(answer) => Ok(answer.registered_model),
+            Err(RegistryError::NotFound(raw)) => {
+                tracing::debug!(raw, "mlflow: model not found");
+                Err(no_model(name))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// MLflow's "not found" about something of model `name` in the project's words: the
+    /// model is missing, or else `missing` (its version or alias). MLflow's own text says
+    /// neither consistently (a missing alias is an `INVALID_PARAMETER_VALUE` naming no model).
+    async fn not_found(
+        &self,
+        error: RegistryError,
+        name: &str,
+        missing: RegistryError,
+    ) -> RegistryError {
+        let RegistryError::NotFound(raw) = error else {
+            return error;
+        };
+        tracing::debug!(raw, "mlflow: not found");
+        match self.registered_model(name).await {
+            Err(no_such_model @ RegistryError::NotFound(_)) => no_such_model,
+            _ => missing,
+        }
     }
 
     /// The proxied-artifact path of an artifact URI (`mlflow-artifacts:/p`,
@@ -201,10 +235,7 @@ impl Registry for MlflowRegistry {
     }
 
     async fn get_model(&self, name: &str) -> Result<ModelInfo, RegistryError> {
-        let answer: RegisteredModelAnswer = self
-            .get("api/2.0/mlflow/registered-models/get", &[("name", name)])
-            .await?;
-        let mut model: ModelInfo = answer.registered_model.into();
+        let mut model: ModelInfo = self.registered_model(name).await?.into();
         if model.latest_version == 0 {
             // Registries without stages may leave `latest_versions` empty.
             model.latest_version = match self.latest_version(name, None).await {
@@ -263,7 +294,11 @@ impl Registry for MlflowRegistry {
                 "api/2.0/mlflow/runs/create",
                 json!({
                     "experiment_id": self.experiment_id,
-                    "run_name": format!("stockcast-register-{name}"),
+                    // MLflow keeps at most 250 characters of a run name.
+                    "run_name": format!(
+                        "stockcast-register-{}",
+                        name.chars().take(200).collect::<String>()
+                    ),
                     "start_time": chrono::Utc::now().timestamp_millis(),
                 }),
                 Idempotent::No,
@@ -317,12 +352,16 @@ impl Registry for MlflowRegistry {
 
     async fn get_version(&self, name: &str, version: i64) -> Result<VersionInfo, RegistryError> {
         let v = version.to_string();
-        let answer: ModelVersionAnswer = self
+        let answer: ModelVersionAnswer = match self
             .get(
                 "api/2.0/mlflow/model-versions/get",
                 &[("name", name), ("version", &v)],
             )
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.not_found(e, name, no_version(name, version)).await),
+        };
         answer.model_version.try_into()
     }
 
@@ -333,9 +372,7 @@ impl Registry for MlflowRegistry {
         page_token: &str,
     ) -> Result<Page<VersionInfo>, RegistryError> {
         // A missing model is NOT_FOUND, not an empty list.
-        let _: RegisteredModelAnswer = self
-            .get("api/2.0/mlflow/registered-models/get", &[("name", name)])
-            .await?;
+        self.registered_model(name).await?;
         let max = page_size.to_string();
         let filter = format!("name='{}'", name.replace('\'', "''"));
         let mut query = vec![
@@ -364,12 +401,16 @@ impl Registry for MlflowRegistry {
         name: &str,
         alias: &str,
     ) -> Result<VersionInfo, RegistryError> {
-        let answer: ModelVersionAnswer = self
+        let answer: ModelVersionAnswer = match self
             .get(
                 "api/2.0/mlflow/registered-models/alias",
                 &[("name", name), ("alias", alias)],
             )
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.not_found(e, name, no_alias(name, alias)).await),
+        };
         answer.model_version.try_into()
     }
 
@@ -386,7 +427,11 @@ impl Registry for MlflowRegistry {
                         json!({"name": name, "stages": [stage]}),
                         Idempotent::Yes,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| match e {
+                        RegistryError::NotFound(_) => no_model(name),
+                        e => e,
+                    })?;
                 answer.model_versions
             }
             None => self.list_versions(name, 1, "").await.map(|page| {
@@ -409,19 +454,22 @@ impl Registry for MlflowRegistry {
     }
 
     async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<(), RegistryError> {
-        let _: serde_json::Value = self
+        let set: Result<serde_json::Value, _> = self
             .post(
                 "api/2.0/mlflow/registered-models/alias",
                 json!({"name": name, "alias": alias, "version": version.to_string()}),
                 Idempotent::Yes,
             )
-            .await?;
-        Ok(())
+            .await;
+        match set {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.not_found(e, name, no_version(name, version)).await),
+        }
     }
 
     async fn delete_alias(&self, name: &str, alias: &str) -> Result<(), RegistryError> {
         let body = json!({"name": name, "alias": alias});
-        let _: serde_json::Value = self
+        let deleted: Result<serde_json::Value, _> = self
             .http
             .json(
                 Method::DELETE,
@@ -430,8 +478,11 @@ impl Registry for MlflowRegistry {
                 Some(&body),
                 Idempotent::Yes,
             )
-            .await?;
-        Ok(())
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.not_found(e, name, no_alias(name, alias)).await),
+        }
     }
 
     async fn set_version_tag(
@@ -474,12 +525,19 @@ impl Registry for MlflowRegistry {
             artifact_uri: String,
         }
         let v = version.version.to_string();
-        let uri: DownloadUri = self
+        let uri: DownloadUri = match self
             .get(
                 "api/2.0/mlflow/model-versions/get-download-uri",
                 &[("name", version.name.as_str()), ("version", &v)],
             )
-            .await?;
+            .await
+        {
+            Ok(uri) => uri,
+            Err(e) => {
+                let missing = no_version(&version.name, version.version);
+                return Err(self.not_found(e, &version.name, missing).await);
+            }
+        };
         let path = Self::artifact_path(&uri.artifact_uri)?;
         if path.ends_with(".onnx") {
             return self.stream(&path, ArtifactFormat::OnnxFile).await;
