@@ -44,7 +44,8 @@ fn now_ms() -> i64 {
 
 fn check(name: &str, alias: &str, reason: &str) -> Result<(), Error> {
     validate_name(name).map_err(|e| Error::InvalidArgument(format!("name: {e}")))?;
-    validate_alias(alias).map_err(|e| Error::InvalidArgument(format!("alias: {e}")))?;
+    // The alias checker's messages begin with the field's name already.
+    validate_alias(alias).map_err(Error::InvalidArgument)?;
     if reason.trim().is_empty() {
         return Err(Error::InvalidArgument(
             "reason is empty: say why the alias changes (it is recorded in the audit log)"
