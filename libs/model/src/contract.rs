@@ -98,6 +98,117 @@ impl Contract {
     }
 }
 
+/// Optional key declaring what a model outputs: `regression` or `probabilities`. Without
+/// it the output kind is inferred from the graph.
+pub const KEY_OUTPUT: &str = "stockcast.output";
+/// Optional key with the class labels of a `probabilities` model, in column order:
+/// comma-separated, or a JSON array of strings or integers.
+pub const KEY_CLASS_LABELS: &str = "stockcast.class_labels";
+
+/// Class labels of a classifier, in the order of its probability columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassLabels {
+    /// Integer labels (`classlabels_int64s`).
+    Int64(Vec<i64>),
+    /// String labels (`classlabels_strings`).
+    Strings(Vec<String>),
+}
+
+impl ClassLabels {
+    /// Number of classes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Int64(l) => l.len(),
+            Self::Strings(l) => l.len(),
+        }
+    }
+
+    /// Whether there is no class.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The labels as strings.
+    pub fn to_strings(&self) -> Vec<String> {
+        match self {
+            Self::Int64(l) => l.iter().map(i64::to_string).collect(),
+            Self::Strings(l) => l.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ClassLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}]", self.to_strings().join(", "))
+    }
+}
+
+/// What a model's primary output holds, per row of its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Predicted values, `targets` per row (1 for a single target).
+    Regression {
+        /// Values per row.
+        targets: usize,
+    },
+    /// One probability per class, in the order of `labels`.
+    Probabilities {
+        /// Class labels, one per column.
+        labels: ClassLabels,
+    },
+}
+
+impl std::fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Regression { targets } => write!(f, "regression ({targets} value(s) per row)"),
+            Self::Probabilities { labels } => write!(f, "probabilities of classes {labels}"),
+        }
+    }
+}
+
+/// A declared output: the kind (`regression` or `probabilities`) and the class labels.
+pub type DeclaredOutput = (String, Option<Vec<String>>);
+
+/// What `props` declare about the output (`stockcast.output`, `stockcast.class_labels`):
+/// `Ok(None)` when nothing is declared. Labels are compared as strings with the graph's.
+pub fn declared_output(
+    props: &BTreeMap<String, String>,
+    place: &str,
+) -> Result<Option<DeclaredOutput>, String> {
+    let kind = props.get(KEY_OUTPUT).map(|v| v.trim().to_owned());
+    let labels = match props.get(KEY_CLASS_LABELS).map(|v| v.trim()) {
+        None => None,
+        Some(raw) if raw.starts_with('[') => {
+            let values: Vec<serde_json::Value> = serde_json::from_str(raw)
+                .map_err(|e| format!("{place}: {KEY_CLASS_LABELS} is not a JSON array: {e}"))?;
+            Some(
+                values
+                    .into_iter()
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect(),
+            )
+        }
+        Some(raw) => Some(raw.split(',').map(|s| s.trim().to_owned()).collect()),
+    };
+    match kind.as_deref() {
+        None if labels.is_some() => Err(format!(
+            "{place}: {KEY_CLASS_LABELS} is set but {KEY_OUTPUT} is not \"probabilities\""
+        )),
+        None => Ok(None),
+        Some("regression") if labels.is_some() => Err(format!(
+            "{place}: {KEY_CLASS_LABELS} is set but {KEY_OUTPUT} is \"regression\""
+        )),
+        Some(k @ ("regression" | "probabilities")) => Ok(Some((k.to_owned(), labels))),
+        Some(other) => Err(format!(
+            "{place}: {KEY_OUTPUT} {other:?} must be \"regression\" or \"probabilities\""
+        )),
+    }
+}
+
 /// The contract of a version: ONNX `metadata_props` first, version tags otherwise; both
 /// present and different is an error.
 pub fn contract_of(

@@ -3,67 +3,9 @@
 
 use std::collections::BTreeMap;
 
-/// The `ModelProto` fields read here (field numbers of `onnx.proto`).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ModelProto {
-    /// ONNX IR version; >= 1 in every real model.
-    #[prost(int64, tag = "1")]
-    pub ir_version: i64,
-    /// Tool that wrote the model.
-    #[prost(string, tag = "2")]
-    pub producer_name: String,
-    /// Version of that tool.
-    #[prost(string, tag = "3")]
-    pub producer_version: String,
-    /// Free-form documentation.
-    #[prost(string, tag = "6")]
-    pub doc_string: String,
-    /// The graph (only its initializers are described here).
-    #[prost(message, optional, tag = "7")]
-    pub graph: Option<GraphProto>,
-    /// Named metadata: where stockcast models declare their contract.
-    #[prost(message, repeated, tag = "14")]
-    pub metadata_props: Vec<StringStringEntryProto>,
-}
-
-/// The `GraphProto` fields read here.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct GraphProto {
-    /// The weights.
-    #[prost(message, repeated, tag = "5")]
-    pub initializer: Vec<TensorProto>,
-}
-
-/// The `TensorProto` fields read here.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorProto {
-    /// Where the tensor's data is, for external data.
-    #[prost(message, repeated, tag = "13")]
-    pub external_data: Vec<StringStringEntryProto>,
-    /// Name.
-    #[prost(string, tag = "8")]
-    pub name: String,
-    /// Raw data, when stored inline.
-    #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
-    /// `DEFAULT` (0): in this file; `EXTERNAL` (1): in another file.
-    #[prost(int32, tag = "14")]
-    pub data_location: i32,
-}
-
-/// `TensorProto.DataLocation.EXTERNAL`.
-pub const DATA_LOCATION_EXTERNAL: i32 = 1;
-
-/// `onnx.StringStringEntryProto`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct StringStringEntryProto {
-    /// Key.
-    #[prost(string, tag = "1")]
-    pub key: String,
-    /// Value.
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
+pub use crate::proto::{
+    DATA_LOCATION_EXTERNAL, GraphProto, ModelProto, StringStringEntryProto, TensorProto,
+};
 
 /// Reads the `metadata_props` of ONNX `bytes`; the error says why they are not an ONNX model.
 pub fn metadata_props(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
@@ -262,7 +204,6 @@ pub fn encode_model(props: &BTreeMap<String, String>, padding: usize) -> Vec<u8>
         producer_name: "stockcast".to_owned(),
         producer_version: env!("CARGO_PKG_VERSION").to_owned(),
         doc_string: "x".repeat(padding),
-        graph: None,
         metadata_props: props
             .iter()
             .map(|(k, v)| StringStringEntryProto {
@@ -270,6 +211,7 @@ pub fn encode_model(props: &BTreeMap<String, String>, padding: usize) -> Vec<u8>
                 value: v.clone(),
             })
             .collect(),
+        ..ModelProto::default()
     };
     prost::Message::encode_to_vec(&model)
 }
@@ -313,6 +255,7 @@ mod tests {
                 },
                 tensor,
             ],
+            ..GraphProto::default()
         });
         prost::Message::encode_to_vec(&model)
     }
