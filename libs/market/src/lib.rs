@@ -8,4 +8,6 @@ pub mod sources;
 mod validate;
 
 pub use bar::{Bar, Interval, ParseIntervalError};
-pub use validate::{DEFAULT_SYMBOL_PATTERN, Rejection, ValidationSettings, Validator, format_ts};
+pub use validate::{
+    DEFAULT_SYMBOL_PATTERN, MIN_TS, Rejection, ValidationSettings, Validator, cut, echo, format_ts,
+};

@@ -55,6 +55,31 @@ impl Default for ValidationSettings {
 /// Symbols as exchanges write them: upper-case letters, digits, `.` and `-`, 1 to 16 long.
 pub const DEFAULT_SYMBOL_PATTERN: &str = "^[A-Z0-9.\\-]{1,16}$";
 
+/// The earliest bar open time accepted, 1900-01-01T00:00:00Z in seconds since epoch: every
+/// write and every time range a request names must lie between this and now plus the clock
+/// skew tolerance.
+pub const MIN_TS: i64 = -2_208_988_800;
+
+/// Characters of a client's value repeated in a message; longer values are cut.
+const ECHO_CHARS: usize = 64;
+
+/// `value` as a message may repeat it: quoted, cut after 64 characters with its length in
+/// bytes, so that an error never grows with the input (a 9 MiB symbol is not sent back).
+pub fn echo(value: &str) -> String {
+    match value.char_indices().nth(ECHO_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
+    }
+}
+
+/// `value` cut to at most 64 characters, for fields that carry a client's value back.
+pub fn cut(value: &str) -> &str {
+    match value.char_indices().nth(ECHO_CHARS) {
+        None => value,
+        Some((end, _)) => &value[..end],
+    }
+}
+
 /// Checks bars against the rules. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Validator {
@@ -124,6 +149,16 @@ impl Validator {
                 format!("high {} is below max(open, close) {body_high}", bar.high),
             ));
         }
+        if bar.ts < MIN_TS {
+            return Err(Rejection::new(
+                RejectReason::InvalidTimestamp,
+                "ts",
+                format!(
+                    "ts {} is before 1900-01-01T00:00:00Z, the earliest bar accepted",
+                    format_ts(bar.ts)
+                ),
+            ));
+        }
         if bar.ts.rem_euclid(bar.interval.seconds()) != 0 {
             return Err(Rejection::new(
                 RejectReason::InvalidTimestamp,
@@ -135,7 +170,7 @@ impl Validator {
                 ),
             ));
         }
-        if bar.ts > now + self.future_tolerance_secs {
+        if bar.ts > now.saturating_add(self.future_tolerance_secs) {
             return Err(Rejection::new(
                 RejectReason::FutureTimestamp,
                 "ts",
@@ -149,7 +184,8 @@ impl Validator {
         Ok(())
     }
 
-    fn check_symbol(&self, symbol: &str) -> Result<(), Rejection> {
+    /// Checks a symbol against the configured pattern.
+    pub fn check_symbol(&self, symbol: &str) -> Result<(), Rejection> {
         let ok = match &self.pattern {
             None => {
                 (1..=16).contains(&symbol.len())
@@ -165,7 +201,11 @@ impl Validator {
         let reason = if symbol.is_empty() {
             "symbol is empty".to_owned()
         } else {
-            format!("symbol {symbol:?} does not match {}", self.pattern_text)
+            format!(
+                "symbol {} does not match {}",
+                echo(symbol),
+                self.pattern_text
+            )
         };
         Err(Rejection::new(
             RejectReason::InvalidSymbol,
@@ -345,6 +385,38 @@ mod tests {
                 "{bar:?}: {rejection:?}"
             );
         }
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages_and_ancient_bars_are_rejected() {
+        let symbol = "Z".repeat(1 << 20);
+        let reason = rejected(Bar {
+            symbol: symbol.clone(),
+            ..bar()
+        })
+        .reason;
+        assert!(reason.len() < 200, "{}", reason.len());
+        assert!(reason.contains("1048576 bytes"), "{reason}");
+        assert_eq!(cut(&symbol).len(), 64);
+        assert_eq!(echo("🦀"), "\"🦀\"");
+        let ancient = Bar {
+            interval: Interval::D1,
+            ts: MIN_TS - 86_400,
+            ..bar()
+        };
+        let rejection = rejected(ancient);
+        assert_eq!(
+            (rejection.field, rejection.code),
+            ("ts", RejectReason::InvalidTimestamp)
+        );
+        assert!(
+            check(&Bar {
+                interval: Interval::D1,
+                ts: MIN_TS,
+                ..bar()
+            })
+            .is_ok()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
@@ -26,10 +27,23 @@ const LATENCY_BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0,
 ];
 
+/// How often histogram samples are folded into their buckets when nothing scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder, installed on first use with upkeep every
+/// [`UPKEEP_INTERVAL`].
 pub fn handle() -> &'static PrometheusHandle {
+    install(UPKEEP_INTERVAL)
+}
+
+/// The process-wide Prometheus recorder, installed on first use with its upkeep running on
+/// a background thread every `upkeep_every` (later calls return the installed one).
+///
+/// The recorder keeps each histogram sample until upkeep or a scrape folds it into the
+/// buckets; without upkeep a service nobody scrapes grows by every sample it records.
+pub fn install(upkeep_every: Duration) -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
@@ -40,6 +54,18 @@ pub fn handle() -> &'static PrometheusHandle {
         // only what is recorded through it, which is nothing. Say so once.
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(upkeep_every);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "metrics upkeep thread not started; histograms grow until scraped");
         }
         handle
     })

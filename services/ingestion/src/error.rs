@@ -11,6 +11,9 @@ pub enum Error {
     /// The request is malformed; the message names the field.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A request value is outside the range the service accepts; the message names the field.
+    #[error("{0}")]
+    OutOfRange(String),
     /// Something asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -30,11 +33,13 @@ impl Error {
     pub fn code(&self) -> tonic::Code {
         match self {
             Error::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            Error::OutOfRange(_) => tonic::Code::OutOfRange,
             Error::NotFound(_) => tonic::Code::NotFound,
             Error::Store(StoreError::AlreadyExists(_)) => tonic::Code::AlreadyExists,
             Error::Store(StoreError::Unavailable(_)) | Error::Bus(_) => tonic::Code::Unavailable,
             Error::Source(SourceError::Retryable { .. }) => tonic::Code::Unavailable,
             Error::Source(SourceError::Fatal(_)) => tonic::Code::FailedPrecondition,
+            Error::Store(StoreError::Corrupt(_)) => tonic::Code::DataLoss,
             Error::Store(_) => tonic::Code::Internal,
         }
     }
@@ -43,7 +48,10 @@ impl Error {
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         let code = error.code();
-        if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
+        if matches!(
+            code,
+            tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::DataLoss
+        ) {
             tracing::error!(%error, "request failed");
         }
         tonic::Status::new(code, error.to_string())

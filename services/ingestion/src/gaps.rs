@@ -20,23 +20,32 @@ pub struct Gap {
 
 const DAY: i64 = 86_400;
 
-fn is_weekday(ts: i64) -> bool {
-    // 1970-01-01 was a Thursday (weekday index 3, Monday = 0).
-    let weekday = (ts.div_euclid(DAY) + 3).rem_euclid(7);
-    weekday < 5
+/// Weekdays among the days numbered `0..day` since 1970-01-01 (negative `day` counts back).
+fn weekdays_before(day: i64) -> i64 {
+    // Day 0 was a Thursday; shift so that week boundaries fall on Mondays (day -3).
+    let shifted = day + 3;
+    let weeks = shifted.div_euclid(7);
+    let rest = shifted.rem_euclid(7).min(5);
+    weeks * 5 + rest
 }
 
-/// Gaps between the ascending open times `ts` of bars of length `interval`.
+/// Weekdays whose 00:00 lies in `[from, to)` (seconds since epoch): constant time, whatever
+/// the span.
+fn weekdays_between(from: i64, to: i64) -> i64 {
+    let first = from.div_euclid(DAY) + i64::from(from.rem_euclid(DAY) != 0);
+    let end = to.div_euclid(DAY) + i64::from(to.rem_euclid(DAY) != 0);
+    (weekdays_before(end) - weekdays_before(first)).max(0)
+}
+
+/// Gaps between the ascending open times `ts` of bars of length `interval`, in time
+/// proportional to the number of bars, however far apart they are.
 pub fn find(ts: &[i64], interval: Interval) -> Vec<Gap> {
     let step = interval.seconds();
     let mut gaps = Vec::new();
     for pair in ts.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if interval == Interval::D1 {
-            let missing = ((a + DAY)..b)
-                .step_by(DAY as usize)
-                .filter(|t| is_weekday(*t))
-                .count() as i64;
+            let missing = weekdays_between(a.saturating_add(DAY), b);
             if missing > 0 {
                 gaps.push(Gap {
                     start: a + DAY,
@@ -76,6 +85,30 @@ mod tests {
                 missing: 2
             }]
         );
+    }
+
+    #[test]
+    fn weekday_counts_match_a_day_by_day_walk_and_do_not_depend_on_the_span() {
+        let walk = |from: i64, to: i64| {
+            (from.div_euclid(DAY)..to.div_euclid(DAY) + 1)
+                .map(|d| d * DAY)
+                .filter(|t| *t >= from && *t < to && (t.div_euclid(DAY) + 3).rem_euclid(7) < 5)
+                .count() as i64
+        };
+        for from in (-40..40).map(|d| MONDAY + d * DAY + (d % 3) * 3_600) {
+            for len in 0..30 {
+                let to = from + len * DAY - (len % 2) * 7_200;
+                assert_eq!(weekdays_between(from, to), walk(from, to), "{from}..{to}");
+            }
+        }
+        // 1900 to 2100 and beyond: answered at once (a day-by-day walk took minutes).
+        let far = find(&[-2_208_988_800, 4_102_444_800], Interval::D1);
+        assert_eq!(far[0].missing, walk(-2_208_988_800 + DAY, 4_102_444_800));
+        let extreme = find(
+            &[i64::MIN / 2 / DAY * DAY, i64::MAX / 2 / DAY * DAY],
+            Interval::D1,
+        );
+        assert!(extreme[0].missing > 0);
     }
 
     #[test]

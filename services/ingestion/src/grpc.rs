@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use stockcast_market::convert::{interval_from_proto, seconds_from_proto, seconds_to_proto};
-use stockcast_market::sources::alpha_vantage::{AlphaVantageParams, OutputSize};
-use stockcast_market::sources::csv::CsvParams;
-use stockcast_market::sources::synthetic::SyntheticParams;
-use stockcast_market::sources::{BackfillSpec, SourceParams};
-use stockcast_market::{Bar, Interval};
+use stockcast_market::convert::{interval_from_proto, seconds_to_proto};
+use stockcast_market::sources::SourceParams;
+use stockcast_market::{Bar, Interval, cut, echo};
 use stockcast_proto::stockcast::events::v1::IngestPath;
 use stockcast_proto::stockcast::ingestion::v1 as pb;
 use stockcast_proto::stockcast::ingestion::v1::ingestion_service_server::IngestionService;
@@ -16,6 +13,7 @@ use stockcast_proto::stockcast::types::v1 as types;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::backfill_request::{Rules, backfill_spec};
 use crate::error::Error;
 use crate::ingest::{Ingestor, Item, Origin, Report};
 use crate::jobs::Backfills;
@@ -29,6 +27,7 @@ pub struct Api {
     pub(crate) batch_size: usize,
     pub(crate) started_at: i64,
     pub(crate) budget: BudgetProbe,
+    pub(crate) rules: Rules,
 }
 
 /// Reports the Alpha Vantage request budget left (per minute, per day); `None` when the
@@ -46,6 +45,8 @@ const MAX_PAGE: i32 = 1_000;
 /// Rejections returned per push; `rejected` counts them all.
 const MAX_REJECTIONS: usize = 1_000;
 const DEFAULT_PAGE: i32 = 100;
+/// Gaps listed per symbol (oldest first); `gap_count` counts them all.
+const MAX_GAPS: usize = 1_000;
 
 fn page_size(requested: i32) -> Result<i64, Error> {
     match requested {
@@ -94,10 +95,15 @@ impl IngestionService for Api {
             Ok(total)
         });
 
+        // `index` counts bars received; `sent` the bars of complete batches handed to the
+        // worker. At a break (the client goes away, a message cannot be read) the open batch
+        // is dropped: only complete batches before a break are stored, and the answer says
+        // exactly up to which index.
         let mut index = 0i64;
+        let mut sent = 0i64;
         let mut batch = Vec::with_capacity(self.batch_size);
         let mut receive_error = None;
-        while let Some(message) = stream.next().await {
+        'receive: while let Some(message) = stream.next().await {
             let message = match message {
                 Ok(message) => message,
                 Err(status) => {
@@ -116,17 +122,16 @@ impl IngestionService for Api {
                 batch.push(item);
                 if batch.len() >= self.batch_size {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                    let size = full.len() as i64;
                     if tx.send(full).await.is_err() {
-                        break;
+                        break 'receive;
                     }
+                    sent += size;
                 }
             }
         }
-        if !batch.is_empty() && receive_error.is_none() {
-            let _ = tx.send(batch).await;
-        }
         drop(tx);
-        let report = match worker.await {
+        let mut report = match worker.await {
             Ok(Ok(report)) => report,
             Ok(Err((error, first))) => {
                 let status = Status::from(error);
@@ -144,10 +149,31 @@ impl IngestionService for Api {
             return Err(Status::new(
                 status.code(),
                 format!(
-                    "stream broke after {index} bars: {}; the complete batches before it are stored",
-                    status.message()
+                    "stream broke after {index} bars: {}; bars before index {sent} are stored, \
+                     resend from index {sent}",
+                    cut(status.message())
                 ),
             ));
+        }
+        // The open batch is stored here rather than by the worker: if the client cancels
+        // after half-closing, this future is dropped and the batch's transaction rolls back.
+        if !batch.is_empty() {
+            match self.ingestor.ingest(batch, &origin).await {
+                Ok(last) => {
+                    report.counts.add(&last.counts);
+                    report.rejected.extend(last.rejected);
+                }
+                Err(error) => {
+                    let status = Status::from(error);
+                    return Err(Status::new(
+                        status.code(),
+                        format!(
+                            "{}; bars before index {sent} are stored, resend from index {sent}",
+                            status.message()
+                        ),
+                    ));
+                }
+            }
         }
         let mut by_reason = std::collections::BTreeMap::<i32, i64>::new();
         for rejected in &report.rejected {
@@ -168,7 +194,7 @@ impl IngestionService for Api {
                 .take(MAX_REJECTIONS)
                 .map(|r| pb::BarRejection {
                     index: r.index,
-                    symbol: r.symbol,
+                    symbol: cut(&r.symbol).to_owned(),
                     field: r.rejection.field.to_owned(),
                     reason_code: r.rejection.code as i32,
                     reason: r.rejection.reason,
@@ -185,7 +211,7 @@ impl IngestionService for Api {
         let request_id = Some(request.request_id.as_str())
             .filter(|r| !r.is_empty())
             .map(str::to_owned);
-        let spec = backfill_spec(request)?;
+        let spec = backfill_spec(request, &self.rules, crate::ingest::now_seconds())?;
         let job = self.backfills.start(request_id.as_deref(), spec).await?;
         Ok(Response::new(pb::StartBackfillResponse {
             job: Some(job_to_proto(&job)),
@@ -220,8 +246,8 @@ impl IngestionService for Api {
         } else {
             let id = uuid::Uuid::parse_str(&request.page_token).map_err(|_| {
                 Error::InvalidArgument(format!(
-                    "page_token {:?} is not a token this service issued",
-                    request.page_token
+                    "page_token {} is not a token this service issued",
+                    echo(&request.page_token)
                 ))
             })?;
             Some(id)
@@ -283,8 +309,8 @@ impl IngestionService for Api {
                 .and_then(|(s, i)| Some((s.to_owned(), i.parse::<Interval>().ok()?)));
             Some(parsed.ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "page_token {:?} is not a token this service issued",
-                    request.page_token
+                    "page_token {} is not a token this service issued",
+                    echo(&request.page_token)
                 ))
             })?)
         };
@@ -447,110 +473,7 @@ fn item(bar: types::Bar) -> Item {
 
 fn parse_job_id(text: &str) -> Result<uuid::Uuid, Error> {
     uuid::Uuid::parse_str(text)
-        .map_err(|_| Error::InvalidArgument(format!("job_id {text:?} is not a UUID")))
-}
-
-fn backfill_spec(request: pb::StartBackfillRequest) -> Result<BackfillSpec, Error> {
-    let invalid = |message: String| Error::InvalidArgument(message);
-    let interval = interval_from_proto(request.interval).map_err(|r| invalid(r.reason))?;
-    let range = request
-        .range
-        .ok_or_else(|| invalid("range is missing".to_owned()))?;
-    let start =
-        seconds_from_proto(range.start.as_ref(), "range.start").map_err(|r| invalid(r.reason))?;
-    let end = match range.end.as_ref() {
-        None => crate::ingest::now_seconds() + 1,
-        Some(end) => seconds_from_proto(Some(end), "range.end").map_err(|r| invalid(r.reason))?,
-    };
-    if end <= start {
-        return Err(invalid(format!(
-            "range.end {end} is not after range.start {start}"
-        )));
-    }
-    let source = pb::BackfillSource::try_from(request.source).map_err(|_| {
-        invalid(format!(
-            "source {} is not a backfill source",
-            request.source
-        ))
-    })?;
-    use pb::start_backfill_request::Params;
-    let params = match (source, request.params) {
-        (pb::BackfillSource::Unspecified, _) => {
-            return Err(invalid("source is unspecified".to_owned()));
-        }
-        (pb::BackfillSource::AlphaVantage, None) => {
-            SourceParams::AlphaVantage(AlphaVantageParams::default())
-        }
-        (pb::BackfillSource::AlphaVantage, Some(Params::AlphaVantage(p))) => {
-            SourceParams::AlphaVantage(AlphaVantageParams {
-                output_size: match pb::AlphaVantageOutputSize::try_from(p.output_size) {
-                    Ok(pb::AlphaVantageOutputSize::Full) => OutputSize::Full,
-                    _ => OutputSize::Compact,
-                },
-                extended_hours: p.extended_hours,
-            })
-        }
-        (pb::BackfillSource::Csv, Some(Params::Csv(p))) => {
-            if p.path.is_empty() {
-                return Err(invalid("csv.path is empty".to_owned()));
-            }
-            SourceParams::Csv(CsvParams {
-                path: p.path.into(),
-                symbol: Some(p.symbol).filter(|s| !s.is_empty()),
-                time_zone: Some(p.time_zone).filter(|s| !s.is_empty()),
-                ..Default::default()
-            })
-        }
-        (pb::BackfillSource::Csv, None) => {
-            return Err(invalid("csv.path is missing for source CSV".to_owned()));
-        }
-        (pb::BackfillSource::Synthetic, None) => {
-            SourceParams::Synthetic(SyntheticParams::default())
-        }
-        (pb::BackfillSource::Synthetic, Some(Params::Synthetic(p))) => {
-            // Zero means the server default for every parameter (proto3 scalars).
-            let defaults = SyntheticParams::default();
-            let or = |value: f64, default: f64| if value == 0.0 { default } else { value };
-            SourceParams::Synthetic(SyntheticParams {
-                seed: if p.seed == 0 { defaults.seed } else { p.seed },
-                initial_price: or(p.initial_price, defaults.initial_price),
-                annual_drift: or(p.annual_drift, defaults.annual_drift),
-                annual_volatility: or(p.annual_volatility, defaults.annual_volatility),
-                turbulent_volatility_multiplier: or(
-                    p.turbulent_volatility_multiplier,
-                    defaults.turbulent_volatility_multiplier,
-                ),
-                regime_switch_probability: or(
-                    p.regime_switch_probability,
-                    defaults.regime_switch_probability,
-                ),
-                jumps_per_year: or(p.jumps_per_year, defaults.jumps_per_year),
-                jump_volatility: or(p.jump_volatility, defaults.jump_volatility),
-            })
-        }
-        (source, Some(_)) => {
-            return Err(invalid(format!(
-                "params do not match source {}",
-                source.as_str_name()
-            )));
-        }
-    };
-    let needs_symbols = !matches!(params, SourceParams::Csv(_));
-    if needs_symbols && request.symbols.is_empty() {
-        return Err(invalid("symbols is empty".to_owned()));
-    }
-    for (i, symbol) in request.symbols.iter().enumerate() {
-        if symbol.is_empty() || symbol.len() > 16 {
-            return Err(invalid(format!("symbols[{i}] {symbol:?} is not a symbol")));
-        }
-    }
-    Ok(BackfillSpec {
-        symbols: request.symbols,
-        interval,
-        start,
-        end,
-        params,
-    })
+        .map_err(|_| Error::InvalidArgument(format!("job_id {} is not a UUID", echo(text))))
 }
 
 fn job_state_from_proto(state: types::JobState) -> JobState {
@@ -618,6 +541,7 @@ fn coverage_to_proto(
         gap_count: if include_gaps { gaps.len() as i64 } else { 0 },
         gaps: gaps
             .iter()
+            .take(MAX_GAPS)
             .map(|g| pb::Gap {
                 range: Some(types::TimeRange {
                     start: Some(seconds_to_proto(g.start)),

@@ -239,7 +239,7 @@ impl Ingestor {
                     ));
                     report.rejected.push(Rejected {
                         index,
-                        symbol,
+                        symbol: stockcast_market::cut(&symbol).to_owned(),
                         rejection,
                     });
                     continue;
@@ -260,7 +260,7 @@ impl Ingestor {
             ));
             report.rejected.push(Rejected {
                 index,
-                symbol: bar.symbol,
+                symbol: stockcast_market::cut(&bar.symbol).to_owned(),
                 rejection,
             });
         }
@@ -343,7 +343,7 @@ impl Ingestor {
         };
         DeadLetter::new(SERVICE, rejection.code, rejection.reason.clone())
             .field(rejection.field)
-            .symbol(symbol)
+            .symbol(stockcast_market::cut(symbol))
             .for_input(component, payload, &payload_type.into())
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! See `docs/ingestion.md` for the rules and guarantees.
 
+mod backfill_request;
 pub mod error;
 mod gaps;
 mod grpc;
@@ -162,6 +163,10 @@ pub async fn serve(
         )
         .await?;
     }
+    let rules = backfill_request::Rules {
+        validator: validator.clone(),
+        csv_dir: settings.ingest.csv_dir.clone(),
+    };
     let ingestor = Ingestor::new(
         deps.store.clone(),
         deps.bus.clone(),
@@ -187,6 +192,7 @@ pub async fn serve(
         batch_size: settings.ingest.batch_size,
         started_at: ingest::now_seconds(),
         budget: deps.budget.clone(),
+        rules,
     };
     let limit = settings.server.max_message_bytes;
     let store = deps.store.clone();

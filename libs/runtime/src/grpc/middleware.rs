@@ -96,12 +96,24 @@ where
         );
         let _ = span.set_parent(extract_context(request.headers()));
         let record = Record::new(service, method, Some(permit), span.clone());
+        // Taken before tonic's own timer starts (it wraps this layer), so at the caller's
+        // deadline this answers first: DEADLINE_EXCEEDED rather than tonic's CANCELLED.
+        let deadline = super::deadline::client_timeout(request.headers())
+            .map(|timeout| tokio::time::Instant::now() + timeout);
 
         // The ready clone is the one to call; keep a fresh clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let response = inner.call(request).instrument(span).await?;
+            let call = inner.call(request).instrument(span);
+            let response = match deadline {
+                None => call.await?,
+                Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
+                    Ok(response) => response?,
+                    Err(_) => Status::deadline_exceeded("the call outlived the caller's deadline")
+                        .into_http::<Body>(),
+                },
+            };
             Ok(MeteredBody::wrap(response, record))
         })
     }

@@ -2,6 +2,7 @@
 //! behind timeouts, load shedding and request metrics, with the health lifecycle
 //! NOT_SERVING → SERVING (dependencies answer) → NOT_SERVING (shutdown) → drained.
 
+mod deadline;
 mod middleware;
 
 use std::convert::Infallible;

@@ -321,6 +321,24 @@ pub trait StoreTx: Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
+/// The jobs of `rows` that read back; a row that does not (written by an older version, or
+/// damaged) is logged and skipped, so that one bad row cannot break listing or start-up.
+/// Reading it by id still reports it as corrupt.
+pub(crate) fn readable_jobs<R>(
+    rows: &[R],
+    read: impl Fn(&R) -> Result<JobRecord, StoreError>,
+) -> Vec<JobRecord> {
+    rows.iter()
+        .filter_map(|row| match read(row) {
+            Ok(job) => Some(job),
+            Err(error) => {
+                tracing::error!(%error, "backfill job row cannot be read; skipped");
+                None
+            }
+        })
+        .collect()
+}
+
 /// Splits `bars` into rounds in which every (symbol, interval, ts) occurs once, keeping the
 /// input order of repeats; returns for each round the input indices it holds.
 pub(crate) fn rounds(bars: &[Bar]) -> Vec<Vec<usize>> {

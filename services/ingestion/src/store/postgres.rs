@@ -307,7 +307,7 @@ impl BarStore for PostgresStore {
         .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(job_from_row).collect()
+        Ok(super::readable_jobs(&rows, job_from_row))
     }
 
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
