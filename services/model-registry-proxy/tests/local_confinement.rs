@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stockcast_model_registry_proxy::registry::{ArtifactFormat, LocalRegistry, Registry};
+use stockcast_proto::stockcast::registry::v1 as pb;
 use support::harness::{Harness, Kind, Spec, fetch, model_name, register, resolve, sha256};
 use tonic::Code;
 
@@ -200,6 +201,30 @@ async fn symlinks_leading_outside_the_registry_are_refused() {
         "{error:?}"
     );
     assert!(!error.message().contains("/tmp"), "{error:?}");
+
+    // A whole model directory that is a symlink out: refused, and listing (which the poller
+    // does too) skips it instead of failing.
+    let name = model_name("link-model");
+    register(&*h.registry, &name, Spec::default()).await;
+    let model = root.join(&name);
+    let copy = out.join("model-copy");
+    std::fs::rename(&model, &copy).unwrap();
+    symlink(&copy, &model).unwrap();
+    let error = resolve(&mut client, &format!("models:/{name}/1"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    let listed = client
+        .list_models(pb::ListModelsRequest {
+            page_size: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    assert!(!listed.is_empty(), "the other models are listed");
+    assert!(!listed.iter().any(|m| m.name == name), "{listed:?}");
 
     // A symlink that stays inside the registry is followed.
     let name = model_name("link-inside");

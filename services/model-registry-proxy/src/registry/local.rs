@@ -371,7 +371,15 @@ impl Registry for LocalRegistry {
         names.truncate(page_size);
         let mut items = Vec::with_capacity(names.len());
         for name in &names {
-            items.push(self.get_model(name).await?);
+            match self.get_model(name).await {
+                Ok(model) => items.push(model),
+                // One unusable entry (a symlink leading out, a bad name) does not hide the
+                // others, nor stop the poller; it is logged where it is refused.
+                Err(RegistryError::FailedPrecondition(_) | RegistryError::InvalidArgument(_)) => {
+                    tracing::warn!(model = name, "local registry: model skipped in a listing");
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(Page {
             next_token: if more {
