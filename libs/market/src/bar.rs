@@ -52,6 +52,13 @@ impl Interval {
         }
     }
 
+    /// The open time that the bars completed by `now` (seconds, UTC) end before: every bar
+    /// opening earlier has closed. The exclusive range end of a history up to now, which leaves
+    /// out the bar still in progress (today's daily bar closes at midnight tonight).
+    pub const fn completed_until(self, now: i64) -> i64 {
+        now - now.rem_euclid(self.seconds())
+    }
+
     /// Short name used in storage, config and the CLI: `1m`, `5m`, `15m`, `30m`, `60m`, `1d`.
     pub const fn as_str(self) -> &'static str {
         match self {

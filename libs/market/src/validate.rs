@@ -39,7 +39,8 @@ impl std::fmt::Display for Rejection {
 pub struct ValidationSettings {
     /// Regular expression a symbol must match entirely.
     pub symbol_pattern: String,
-    /// How far in the future a bar's open time may be, seconds (clock skew between sources).
+    /// How far after now a bar's close time (open time + interval) may be, seconds (clock skew
+    /// between sources); a bar closing later is still in progress and refused.
     pub future_tolerance_secs: i64,
 }
 
@@ -170,13 +171,19 @@ impl Validator {
                 ),
             ));
         }
-        if bar.ts > now.saturating_add(self.future_tolerance_secs) {
+        // A bar is complete once it has closed (open time + interval): one still in progress
+        // (today's daily bar, the current minute) is not a bar yet anywhere in the system, or
+        // features would be dated after now. The tolerance allows for clock skew.
+        let close = bar.ts.saturating_add(bar.interval.seconds());
+        if close > now.saturating_add(self.future_tolerance_secs) {
             return Err(Rejection::new(
                 RejectReason::FutureTimestamp,
                 "ts",
                 format!(
-                    "ts {} is more than {} s in the future",
+                    "the {} bar at {} closes at {}, after now (+{} s tolerance): an unfinished bar is not stored; send it once it has closed",
+                    bar.interval,
                     format_ts(bar.ts),
+                    format_ts(close),
                     self.future_tolerance_secs
                 ),
             ));
@@ -416,6 +423,51 @@ mod tests {
                 ..bar()
             })
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_bar_that_has_not_closed_is_not_a_bar_yet() {
+        let day = NOW - NOW.rem_euclid(86_400);
+        let daily = |ts| Bar {
+            interval: Interval::D1,
+            ts,
+            ..bar()
+        };
+        // Yesterday's bar closed at midnight: complete.
+        assert_eq!(check(&daily(day - 86_400)), Ok(()));
+        // Today's bar opened hours ago but closes at midnight tonight.
+        let today = rejected(daily(day));
+        assert_eq!(
+            (today.field, today.code),
+            ("ts", RejectReason::FutureTimestamp),
+            "{today:?}"
+        );
+        assert!(today.reason.contains("closes at"), "{}", today.reason);
+        // The hour bar in progress likewise (NOW is 13 min 20 s past the hour); a minute bar
+        // that closes within the clock-skew tolerance passes.
+        let hour = NOW - NOW % 3_600;
+        assert_eq!(
+            rejected(Bar {
+                interval: Interval::M60,
+                ts: hour,
+                ..bar()
+            })
+            .code,
+            RejectReason::FutureTimestamp
+        );
+        let minute = NOW - NOW % 60;
+        assert_eq!(
+            Validator::new(&ValidationSettings::default())
+                .unwrap()
+                .check(
+                    &Bar {
+                        ts: minute - 60,
+                        ..bar()
+                    },
+                    minute - 1
+                ),
+            Ok(())
         );
     }
 

@@ -44,7 +44,8 @@ pub fn backfill_spec(
     let start =
         seconds_from_proto(range.start.as_ref(), "range.start").map_err(|r| invalid(r.reason))?;
     let end = match range.end.as_ref() {
-        None => now + 1,
+        // Up to the last completed bar: one still in progress is not a bar yet.
+        None => interval.completed_until(now),
         Some(end) => seconds_from_proto(Some(end), "range.end").map_err(|r| invalid(r.reason))?,
     };
     let latest = now + MAX_FUTURE_SECS;

@@ -1,6 +1,7 @@
 //! `stockcast demo`: the five services in one process on embedded backends.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,17 +20,33 @@ use crate::Service;
 /// `stockcast demo` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// gRPC port of the first service; the others take the next four ports. 0 lets the system
-    /// pick a free port for each.
-    #[arg(long, default_value_t = 50051, env = "STOCKCAST_DEMO_BASE_PORT")]
-    base_port: u16,
-    /// Address for Prometheus `/metrics` of the whole process.
+    /// gRPC listen address of the first service (ingestion), as `serve --grpc-addr` takes it;
+    /// the other four services take the next ports on the same IP. Port 0 lets the system pick
+    /// a free port for each. Default 127.0.0.1:50051.
     #[arg(
         long,
+        value_name = "ADDR",
+        env = "STOCKCAST_DEMO_GRPC_ADDR",
+        conflicts_with = "base_port"
+    )]
+    grpc_addr: Option<SocketAddr>,
+    /// Port of the first service on 127.0.0.1: `--base-port P` is `--grpc-addr 127.0.0.1:P`.
+    #[arg(long, value_name = "PORT", env = "STOCKCAST_DEMO_BASE_PORT")]
+    base_port: Option<u16>,
+    /// Prometheus `/metrics` listen address of the whole process, as `serve --metrics-addr`
+    /// takes it; port 0 picks a free port.
+    #[arg(
+        long,
+        value_name = "ADDR",
         default_value = "127.0.0.1:9100",
         env = "STOCKCAST_DEMO_METRICS_ADDR"
     )]
     metrics_addr: SocketAddr,
+    /// Keeps the demo's files (the local model registry and its cache) in DIR and leaves them
+    /// there at exit; without it they go to a temporary directory removed at exit, also on
+    /// Ctrl-C and SIGTERM.
+    #[arg(long, value_name = "DIR")]
+    keep_data: Option<PathBuf>,
     /// Stops after this long (e.g. `30s`) instead of waiting for Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -37,6 +54,58 @@ pub struct DemoArgs {
     #[arg(long)]
     no_data: bool,
 }
+
+/// Where the demo keeps its files; a temporary one is removed when dropped, which happens on
+/// every way out of [`demo`] (normal end, Ctrl-C, SIGTERM, an error).
+struct DataDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl DataDir {
+    fn new(keep: Option<PathBuf>) -> anyhow::Result<Self> {
+        let (path, remove) = match keep {
+            Some(dir) => (dir, false),
+            None => (
+                std::env::temp_dir().join(format!("stockcast-demo-{}", std::process::id())),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create the demo directory {}", path.display()))?;
+        Ok(Self { path, remove })
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.remove
+            && let Err(error) = std::fs::remove_dir_all(&self.path)
+        {
+            tracing::warn!(dir = %self.path.display(), %error, "cannot remove the demo directory");
+        }
+    }
+}
+
+/// The address of the `index`-th service: the next ports after `first`, or port 0 for each.
+fn service_addr(first: SocketAddr, index: usize) -> anyhow::Result<SocketAddr> {
+    if first.port() == 0 {
+        return Ok(first);
+    }
+    let port = u16::try_from(index)
+        .ok()
+        .and_then(|i| first.port().checked_add(i))
+        .with_context(|| {
+            format!(
+                "--grpc-addr port {} leaves no room for five services",
+                first.port()
+            )
+        })?;
+    Ok(SocketAddr::new(first.ip(), port))
+}
+
+/// Port of the first service when neither `--grpc-addr` nor `--base-port` is given.
+const DEFAULT_BASE_PORT: u16 = 50051;
 
 /// Symbols the demo generates.
 const DEMO_SYMBOLS: [&str; 5] = ["DEMO.A", "DEMO.B", "DEMO.C", "DEMO.D", "DEMO.E"];
@@ -48,6 +117,7 @@ async fn load_demo_data(ingestion: SocketAddr) -> anyhow::Result<()> {
         .connect()
         .await?;
     let mut client = pb::ingestion_service_client::IngestionServiceClient::new(channel);
+    // History ends with the last completed bar: today's bar closes at midnight tonight.
     let today = chrono::Utc::now().date_naive();
     let start = today - chrono::Duration::days(730);
     tracing::info!(symbols = ?DEMO_SYMBOLS, %start, "generating demo bars through the ingestion service");
@@ -124,24 +194,23 @@ pub async fn run(args: DemoArgs) -> ExitCode {
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let telemetry = stockcast_runtime::telemetry::init("demo", &TelemetrySettings::default())?;
     let shutdown = Shutdown::on_signals();
-    stockcast_runtime::metrics::spawn(args.metrics_addr, shutdown.clone())
+    let data = DataDir::new(args.keep_data.clone())?;
+    let metrics_addr = stockcast_runtime::metrics::spawn(args.metrics_addr, shutdown.clone())
         .await
         .with_context(|| format!("cannot bind the metrics address {}", args.metrics_addr))?;
+    let first = args.grpc_addr.unwrap_or_else(|| {
+        SocketAddr::from(([127, 0, 0, 1], args.base_port.unwrap_or(DEFAULT_BASE_PORT)))
+    });
 
     // One in-process bus shared by every service, as Kafka would be.
     let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new());
     let mut servers = Vec::new();
     let mut endpoints = Vec::new();
     for (index, service) in Service::ALL.into_iter().enumerate() {
-        let port = if args.base_port == 0 {
-            0
-        } else {
-            args.base_port + index as u16
-        };
-        let wanted = SocketAddr::from(([127, 0, 0, 1], port));
+        let wanted = service_addr(first, index)?;
         let listener = TcpListener::bind(wanted).await.with_context(|| {
             format!(
-                "cannot bind {} on {wanted} (use --base-port)",
+                "cannot bind {} on {wanted} (use --grpc-addr or --base-port)",
                 service.name()
             )
         })?;
@@ -159,6 +228,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             listener,
             settings,
             bus.clone(),
+            data.path.clone(),
             shutdown.clone(),
         )));
         endpoints.push((service, addr));
@@ -173,7 +243,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     for (service, addr) in &endpoints {
         tracing::info!(service = service.name(), grpc = %addr, "serving");
     }
-    tracing::info!(metrics = %args.metrics_addr, "prometheus metrics on /metrics; Ctrl-C stops");
+    tracing::info!(metrics = %metrics_addr, "prometheus metrics on /metrics; Ctrl-C stops");
+    let kept = if data.remove {
+        "removed at exit"
+    } else {
+        "kept at exit"
+    };
+    tracing::info!(dir = %data.path.display(), "demo files {kept}");
 
     if !args.no_data {
         let ingestion = endpoints[0].1;
@@ -198,6 +274,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             Err(error) => failed = Some(anyhow::anyhow!("{}: {error}", service.name())),
         }
     }
+    drop(data);
     tracing::info!("stockcast demo stopped");
     telemetry.shutdown(Duration::from_secs(2));
     failed.map_or(Ok(()), Err)
@@ -208,6 +285,7 @@ fn serve(
     listener: TcpListener,
     settings: BasicSettings,
     bus: Arc<dyn EventBus>,
+    dir: PathBuf,
     shutdown: Shutdown,
 ) -> BoxFuture<'static, anyhow::Result<()>> {
     let skeleton = |f: BoxFuture<'static, Result<(), stockcast_runtime::grpc::ServeError>>| -> BoxFuture<'static, anyhow::Result<()>> {
@@ -258,7 +336,6 @@ fn serve(
         ))),
         Service::ModelRegistryProxy => Box::pin(async move {
             // The embedded registry: a local directory, SQLite audit log, the shared bus.
-            let dir = std::env::temp_dir().join(format!("stockcast-demo-{}", std::process::id()));
             let mut proxy = stockcast_model_registry_proxy::Settings {
                 server: settings.server,
                 telemetry: settings.telemetry,

@@ -70,7 +70,7 @@ enum IngestSource {
         /// First day, YYYY-MM-DD (UTC).
         #[arg(long, default_value = "2023-01-01")]
         start: chrono::NaiveDate,
-        /// Day after the last, YYYY-MM-DD (UTC); today when absent.
+        /// Day after the last, YYYY-MM-DD (UTC); up to the last completed bar when absent.
         #[arg(long)]
         end: Option<chrono::NaiveDate>,
         /// Seed of the generator.
@@ -88,7 +88,7 @@ enum IngestSource {
         /// First day, YYYY-MM-DD (UTC).
         #[arg(long, default_value = "2000-01-01")]
         start: chrono::NaiveDate,
-        /// Day after the last (UTC); today when absent.
+        /// Day after the last (UTC); up to the last completed bar when absent.
         #[arg(long)]
         end: Option<chrono::NaiveDate>,
         /// Full history instead of the latest 100 bars.
@@ -425,7 +425,11 @@ pub(crate) async fn backfill(
     source: pb::BackfillSource,
     params: pb::start_backfill_request::Params,
 ) -> anyhow::Result<()> {
-    let end = end.map_or_else(|| chrono::Utc::now().timestamp(), day_start);
+    // Without an end, history ends with the last completed bar.
+    let end = end.map_or_else(
+        || interval.completed_until(chrono::Utc::now().timestamp()),
+        day_start,
+    );
     let request = pb::StartBackfillRequest {
         symbols,
         source: source as i32,

@@ -83,9 +83,36 @@ impl Service {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the runtime may take to stop what is left once a command has returned.
+const TEARDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            report(&format!(
+                "stockcast: cannot start the async runtime: {error}"
+            ));
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // A command has already shut down in order (servers cut their calls after the grace
+    // period); tasks left behind, such as a blocking read, must not hold the process.
+    runtime.shutdown_timeout(TEARDOWN);
+    code
+}
+
+#[allow(clippy::print_stderr)]
+fn report(message: &str) {
+    eprintln!("{message}");
+}
+
+async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Ingest(args) => client_command(ingest::run(args)).await,
