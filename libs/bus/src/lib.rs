@@ -103,32 +103,25 @@ pub trait Consumer: Send + std::fmt::Debug {
     async fn commit(&mut self, offsets: &Offsets) -> Result<(), BusError>;
 }
 
-/// Creates each of `topics` with `partitions` partitions unless it exists, retrying with
-/// backoff (10 attempts, about 40 s) while the broker is not reachable yet: services and
-/// brokers start in any order.
+/// Creates each of `topics` with `partitions` partitions unless it exists, waiting with the
+/// start-up backoff while the broker is not reachable yet (services and brokers start in any
+/// order) until the attempts run out or `shutdown` fires.
 pub async fn ensure_topics(
     bus: &dyn EventBus,
     topics: &[&str],
     partitions: i32,
-) -> Result<(), BusError> {
-    let mut wait = std::time::Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        let mut result = Ok(());
-        for topic in topics {
-            result = bus.ensure_topic(topic, partitions).await;
-            if result.is_err() {
-                break;
+    shutdown: &stockcast_runtime::Shutdown,
+) -> Result<(), stockcast_runtime::StartError> {
+    stockcast_runtime::start::wait_for(
+        "event-bus",
+        shutdown,
+        |_: &BusError| true,
+        || async {
+            for topic in topics {
+                bus.ensure_topic(topic, partitions).await?;
             }
-        }
-        match result {
-            Err(error) if attempt < 10 => {
-                tracing::warn!(attempt, %error, "cannot create topics yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(5));
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+            Ok(())
+        },
+    )
+    .await
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::{ConfigSource, Settings, load, render};
 use crate::settings::{LogFormat, ServerSettings, TelemetrySettings};
 use crate::shutdown::Shutdown;
+use crate::start::StartError;
 use crate::{EXIT_CONFIG, metrics, telemetry};
 
 /// Settings of a whole service: its own sections plus the shared ones.
@@ -92,7 +93,7 @@ impl ServiceArgs {
 
 /// Runs one service as a process: loads `T` for `service` (over `defaults`), then calls
 /// `serve(settings, listener, shutdown)` until SIGTERM/SIGINT, then flushes telemetry.
-pub async fn run<T, F, Fut, E>(
+pub async fn run<T, F, Fut>(
     service: &'static str,
     defaults: &[(&str, &str)],
     args: &ServiceArgs,
@@ -101,8 +102,7 @@ pub async fn run<T, F, Fut, E>(
 where
     T: ServiceSettings,
     F: FnOnce(T, TcpListener, Shutdown) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    Fut: Future<Output = Result<(), StartError>>,
 {
     let settings: T = match load(&args.config_source(service, defaults)) {
         Ok(settings) => settings,
@@ -154,6 +154,14 @@ where
     let outcome = serve(settings, listener, shutdown).await;
     let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(StartError::Interrupted(dependency)) => {
+            tracing::info!(
+                service,
+                dependency,
+                "stopped before the dependency was reachable"
+            );
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             tracing::error!(service, %error, "service failed");
             ExitCode::FAILURE

@@ -90,3 +90,64 @@ async fn a_call_outliving_the_request_timeout_is_cancelled() {
     shutdown.trigger();
     server.handle.await.unwrap().unwrap();
 }
+
+async fn model_infer(addr: std::net::SocketAddr, bytes: usize) -> tonic::Status {
+    use stockcast_proto::inference::ModelInferRequest;
+    use stockcast_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+    let request = ModelInferRequest {
+        model_name: "m".to_owned(),
+        raw_input_contents: vec![vec![0u8; bytes].into()],
+        ..Default::default()
+    };
+    GrpcInferenceServiceClient::new(channel(addr))
+        .max_decoding_message_size(usize::MAX)
+        .model_infer(request)
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_message_limit_is_resource_exhausted() {
+    let shutdown = Shutdown::new();
+    let server = start(
+        ServerSettings {
+            max_message_bytes: 4096,
+            ..settings()
+        },
+        shutdown.clone(),
+    )
+    .await;
+    server.ready.store(true, Ordering::SeqCst);
+
+    // Within the limit the request is decoded and reaches the (unimplemented) method.
+    let within = model_infer(server.addr, 1000).await;
+    assert_eq!(within.code(), tonic::Code::Unimplemented, "{within:?}");
+    let over = model_infer(server.addr, 10_000).await;
+    assert_eq!(over.code(), tonic::Code::ResourceExhausted, "{over:?}");
+    assert!(
+        over.message().contains("limit of 4096 bytes"),
+        "{}",
+        over.message()
+    );
+    assert!(
+        over.message().contains("server.max_message_bytes"),
+        "{}",
+        over.message()
+    );
+    shutdown.trigger();
+    server.handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_limit_replaces_tonics_four_mib_default() {
+    let shutdown = Shutdown::new();
+    let server = start(settings(), shutdown.clone()).await;
+    server.ready.store(true, Ordering::SeqCst);
+    // 6 MiB: over tonic's 4 MiB default, under the 16 MiB default of server.max_message_bytes.
+    let big = model_infer(server.addr, 6 << 20).await;
+    assert_eq!(big.code(), tonic::Code::Unimplemented, "{big:?}");
+    let huge = model_infer(server.addr, 17 << 20).await;
+    assert_eq!(huge.code(), tonic::Code::ResourceExhausted, "{huge:?}");
+    shutdown.trigger();
+    server.handle.await.unwrap().unwrap();
+}

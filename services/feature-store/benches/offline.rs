@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::postgres::PostgresOffline;
 use stockcast_feature_store::store::{
     FeatureRow, OfflineStore, PointInTimeQuery, Ts, ViewId, ViewWrite, WriteBatch,
@@ -148,7 +148,7 @@ fn offline(c: &mut Criterion) {
         .build()
         .unwrap();
 
-    let settings = OfflineSettings {
+    let settings = DatabaseSettings {
         url: stockcast_runtime::Secret::new(stockcast_testkit::POSTGRES.require()),
         schema: stockcast_testkit::unique("fs_bench"),
         max_connections: 4,
@@ -160,7 +160,7 @@ fn offline(c: &mut Criterion) {
     write_bench(c, &rt, "postgres", &store);
     rt.block_on(postgres.drop_schema()).unwrap();
 
-    let sqlite = rt.block_on(open(&OfflineSettings::default())).unwrap();
+    let sqlite = rt.block_on(open(&DatabaseSettings::default())).unwrap();
     point_in_time_bench(c, &rt, "sqlite", &sqlite);
     write_bench(c, &rt, "sqlite", &sqlite);
 }

@@ -15,11 +15,12 @@ pub mod view;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use stockcast_bus::EventBus;
 use stockcast_proto::stockcast::features::v1::feature_store_service_server::FeatureStoreServiceServer;
+pub use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
+use stockcast_runtime::start::wait_for;
 use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
 
@@ -36,7 +37,11 @@ pub const SERVICE: &str = "feature-store";
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("server.grpc_addr", "127.0.0.1:50052"),
     ("server.metrics_addr", "127.0.0.1:9102"),
+    ("offline.schema", SCHEMA),
 ];
+
+/// The PostgreSQL schema the service owns by default.
+pub const SCHEMA: &str = "feature_store";
 
 /// The backends the service runs on.
 #[derive(Debug, Clone)]
@@ -49,62 +54,41 @@ pub struct Deps {
     pub bus: Arc<dyn EventBus>,
 }
 
-/// Why the service could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A store could not be opened.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The bus could not be set up.
-    #[error("event bus: {0}")]
-    Bus(#[from] stockcast_bus::BusError),
-    /// A setting or a view definition is unusable.
-    #[error("{0}")]
-    Config(String),
-    /// The server failed.
-    #[error(transparent)]
-    Serve(#[from] stockcast_runtime::grpc::ServeError),
-}
-
 impl Deps {
-    /// Opens the stores and the bus named by `settings`, retrying while they do not answer
-    /// yet (servers start in any order).
-    pub async fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+    /// Opens the stores and the bus named by `settings`, waiting while they do not answer
+    /// yet (servers start in any order) until the start-up attempts run out or `shutdown`
+    /// fires.
+    pub async fn from_settings(
+        settings: &Settings,
+        shutdown: &Shutdown,
+    ) -> Result<Self, StartError> {
+        let unavailable = |e: &StoreError| matches!(e, StoreError::Unavailable { .. });
         let online: Arc<dyn OnlineStore> = match settings.online.kind {
             OnlineKind::Memory => Arc::new(MemoryOnline::new()),
             OnlineKind::Redis => {
-                let redis = settings.online.redis.clone();
-                Arc::new(retry("redis", || RedisOnline::connect(&redis)).await?)
+                let redis = &settings.online.redis;
+                Arc::new(
+                    wait_for("online-store", shutdown, unavailable, || {
+                        RedisOnline::connect(redis)
+                    })
+                    .await?,
+                )
             }
         };
-        let offline_settings = settings.offline.clone();
-        let offline = retry("offline store", || store::offline::open(&offline_settings)).await?;
-        let bus = settings.bus.connect()?;
+        tracing::info!(online = ?settings.online.kind, "online store");
+        let offline = wait_for("offline-store", shutdown, unavailable, || {
+            store::offline::open(&settings.offline)
+        })
+        .await?;
+        let bus = settings
+            .bus
+            .connect()
+            .map_err(|e| StartError::dependency("event-bus", e))?;
         Ok(Self {
             online,
             offline,
             bus,
         })
-    }
-}
-
-async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut wait = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Err(StoreError::Unavailable { reason, .. }) if attempt < 10 => {
-                tracing::warn!(attempt, reason, "{what} not reachable yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            other => return other,
-        }
     }
 }
 
@@ -124,7 +108,8 @@ pub async fn serve(
         let recorded = deps
             .offline
             .register_view(&view.id, &view.definition)
-            .await?;
+            .await
+            .map_err(|e| StartError::dependency("offline-store", e))?;
         if recorded.definition != view.definition {
             return Err(StartError::Config(format!(
                 "feature view {} was served with another definition; declare the change as a new version (stored: {}; configured: {})",
@@ -139,6 +124,7 @@ pub async fn serve(
         &*deps.bus,
         &[&topic, &stockcast_bus::dead_letter_topic(&topic)],
         settings.topics.partitions,
+        &shutdown,
     )
     .await?;
 
@@ -184,26 +170,19 @@ pub async fn serve(
         offline: Arc::clone(&deps.offline),
         materializer: materializer.clone(),
     };
-    let limit = settings.server.max_message_bytes;
-    let (online, offline, bus) = (deps.online.clone(), deps.offline.clone(), deps.bus.clone());
     let result = GrpcServer::new(SERVICE, &settings.server)
-        .add_service(
-            FeatureStoreServiceServer::new(api)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
+        .add_service(FeatureStoreServiceServer::new(api))
+        .ready("online-store", deps.online.clone(), |s| async move {
+            s.ping().await
+        })
+        .ready("offline-store", deps.offline.clone(), |s| async move {
+            s.ping().await
+        })
+        .ready(
+            "event-bus",
+            deps.bus.clone(),
+            |b| async move { b.ping().await },
         )
-        .readiness_check("online-store", move || {
-            let online = online.clone();
-            async move { online.ping().await.map_err(|e| e.to_string()) }
-        })
-        .readiness_check("offline-store", move || {
-            let offline = offline.clone();
-            async move { offline.ping().await.map_err(|e| e.to_string()) }
-        })
-        .readiness_check("event-bus", move || {
-            let bus = bus.clone();
-            async move { bus.ping().await.map_err(|e| e.to_string()) }
-        })
         .serve(listener, shutdown)
         .await;
     workers.trigger();
@@ -216,12 +195,12 @@ pub async fn serve(
 
 /// Runs the service as a process with `args`.
 pub async fn run(args: ServiceArgs) -> ExitCode {
-    stockcast_runtime::cli::run::<Settings, _, _, _>(
+    stockcast_runtime::cli::run::<Settings, _, _>(
         SERVICE,
         DEFAULTS,
         &args,
         |settings, listener, shutdown| async move {
-            let deps = Deps::from_settings(&settings).await?;
+            let deps = Deps::from_settings(&settings, &shutdown).await?;
             serve(listener, settings, deps, shutdown).await
         },
     )

@@ -7,7 +7,7 @@ use stockcast_runtime::cli::ServiceSettings;
 use stockcast_runtime::{ConfigError, ServerSettings, TelemetrySettings};
 
 use crate::materialize::MaterializeSettings;
-use crate::store::offline::{Backend, OfflineSettings, valid_schema};
+use crate::store::offline::DatabaseSettings;
 use crate::store::redis::RedisSettings;
 use crate::stream::StreamSettings;
 use crate::view::{Catalog, ViewSpec, default_view};
@@ -23,7 +23,7 @@ pub struct Settings {
     /// The online store.
     pub online: OnlineSettings,
     /// The offline store (bars consumed, feature rows, state, jobs).
-    pub offline: OfflineSettings,
+    pub offline: DatabaseSettings,
     /// The event bus.
     pub bus: BusSettings,
     /// Topic names.
@@ -44,7 +44,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             telemetry: TelemetrySettings::default(),
             online: OnlineSettings::default(),
-            offline: OfflineSettings::default(),
+            offline: DatabaseSettings::for_schema(crate::SCHEMA),
             bus: BusSettings::default(),
             topics: TopicSettings::default(),
             stream: StreamSettings::default(),
@@ -102,24 +102,7 @@ impl stockcast_runtime::Settings for Settings {
         if self.online.kind == OnlineKind::Redis {
             self.online.redis.validate("online.redis")?;
         }
-        if Backend::of(self.offline.url.expose()).is_none() {
-            return Err(ConfigError::invalid(
-                "offline.url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
-        }
-        if !valid_schema(&self.offline.schema) {
-            return Err(ConfigError::invalid(
-                "offline.schema",
-                format!("{:?} must be a lower-case identifier", self.offline.schema),
-            ));
-        }
-        if self.offline.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "offline.max_connections",
-                "must be greater than 0",
-            ));
-        }
+        self.offline.validate("offline")?;
         if self.topics.bars.is_empty() {
             return Err(ConfigError::invalid("topics.bars", "is empty"));
         }

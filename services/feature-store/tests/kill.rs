@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use process::{Process, await_port};
 use stockcast_bus::{EventBus, KafkaBus, KafkaSettings};
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::postgres::PostgresOffline;
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
 use stockcast_feature_store::store::{OfflineStore, OnlineStore};
@@ -92,8 +92,8 @@ impl Setup {
         (process, metrics)
     }
 
-    fn offline(&self) -> OfflineSettings {
-        OfflineSettings {
+    fn offline(&self) -> DatabaseSettings {
+        DatabaseSettings {
             url: Secret::new(self.postgres.clone()),
             schema: self.schema.clone(),
             max_connections: 2,

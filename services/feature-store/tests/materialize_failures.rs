@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use stockcast_feature_store::materialize::{MaterializeSettings, MaterializeSpec, Materializer};
 use stockcast_feature_store::store::memory::MemoryOnline;
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::{
     HistoricalRow, JobRecord, JobState, OfflineStore, PointInTimeQuery, RegisteredView, SpanQuery,
     StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
@@ -106,7 +106,7 @@ impl OfflineStore for Refusing {
 }
 
 async fn job_against(unavailable: bool) -> (Arc<Refusing>, Materializer, JobRecord, Shutdown) {
-    let inner = open(&OfflineSettings::default()).await.unwrap();
+    let inner = open(&DatabaseSettings::default()).await.unwrap();
     let bars = stream_cases::series("REFUSE", 40, 1.0);
     inner
         .write(&WriteBatch {

@@ -9,11 +9,11 @@ mod offline_cases;
 use std::sync::Arc;
 
 use stockcast_feature_store::store::OfflineStore;
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::postgres::PostgresOffline;
 
-fn settings() -> OfflineSettings {
-    OfflineSettings {
+fn settings() -> DatabaseSettings {
+    DatabaseSettings {
         url: stockcast_runtime::Secret::new(stockcast_testkit::POSTGRES.require()),
         schema: stockcast_testkit::unique("fs"),
         max_connections: 4,
@@ -43,10 +43,10 @@ async fn reconnecting_to_a_migrated_schema_keeps_its_data() {
 
 #[test]
 fn a_schema_that_is_not_an_identifier_is_refused() {
-    let settings = OfflineSettings {
+    let settings = DatabaseSettings {
         url: stockcast_runtime::Secret::new("postgres://localhost/db"),
         schema: "fs\"; DROP TABLE x; --".to_owned(),
-        ..OfflineSettings::default()
+        ..DatabaseSettings::default()
     };
     assert!(PostgresOffline::connect_lazy(&settings).is_err());
 }

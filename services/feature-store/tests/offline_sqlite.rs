@@ -8,10 +8,10 @@ mod offline_cases;
 use std::sync::Arc;
 
 use stockcast_feature_store::store::OfflineStore;
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 
 async fn sqlite() -> Arc<dyn OfflineStore> {
-    open(&OfflineSettings::default()).await.expect("sqlite")
+    open(&DatabaseSettings::default()).await.expect("sqlite")
 }
 
 offline_store_cases!(async sqlite);
@@ -20,12 +20,12 @@ offline_store_cases!(async sqlite);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_database_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = OfflineSettings {
+    let settings = DatabaseSettings {
         url: stockcast_runtime::Secret::new(format!(
             "sqlite://{}",
             dir.path().join("offline.db").display()
         )),
-        ..OfflineSettings::default()
+        ..DatabaseSettings::default()
     };
     let view = offline_cases::view(1);
     {
@@ -39,9 +39,9 @@ async fn a_file_database_survives_a_reopen() {
 
 #[tokio::test]
 async fn an_unknown_url_scheme_is_refused() {
-    let settings = OfflineSettings {
+    let settings = DatabaseSettings {
         url: stockcast_runtime::Secret::new("mysql://localhost/db"),
-        ..OfflineSettings::default()
+        ..DatabaseSettings::default()
     };
     let error = open(&settings).await.unwrap_err();
     assert!(error.to_string().contains("sqlite:"), "{error}");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use process::{Process, await_port};
 use stockcast_bus::{KafkaBus, KafkaSettings};
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::postgres::PostgresOffline;
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
 use stockcast_feature_store::store::{OfflineStore, OnlineStore};
@@ -64,8 +64,8 @@ fn kafka() -> Arc<KafkaBus> {
     )
 }
 
-fn postgres(url: String, schema: &str) -> OfflineSettings {
-    OfflineSettings {
+fn postgres(url: String, schema: &str) -> DatabaseSettings {
+    DatabaseSettings {
         url: Secret::new(url),
         schema: schema.to_owned(),
         max_connections: 4,
@@ -83,7 +83,7 @@ async fn redis(url: String, prefix: &str) -> RedisOnline {
     .expect("redis")
 }
 
-async fn drop_schema(settings: &OfflineSettings) {
+async fn drop_schema(settings: &DatabaseSettings) {
     if let Ok(store) = PostgresOffline::connect_lazy(settings) {
         let _ = store.drop_schema().await;
         store.close().await;

@@ -969,7 +969,9 @@ async fn a_changed_definition_under_a_served_version_is_refused_at_start() {
         .params
         .insert("period".into(), "21".into());
     settings.views = vec![changed.clone()];
-    let deps = Deps::from_settings(&settings).await.expect("backends");
+    let deps = Deps::from_settings(&settings, &stockcast_runtime::Shutdown::new())
+        .await
+        .expect("backends");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let result = tokio::time::timeout(
         DEADLINE,

@@ -7,13 +7,13 @@
 mod stream_cases;
 
 use stockcast_feature_store::store::memory::MemoryOnline;
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 
 async fn embedded(_case: &str) -> stream_cases::Backends {
     stream_cases::Backends {
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
         online: Arc::new(MemoryOnline::new()),
-        offline: open(&OfflineSettings::default()).await.expect("sqlite"),
+        offline: open(&DatabaseSettings::default()).await.expect("sqlite"),
     }
 }
 

@@ -7,7 +7,7 @@
 mod stream_cases;
 
 use stockcast_bus::{KafkaBus, KafkaSettings};
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
 use stockcast_runtime::Secret;
 
@@ -24,7 +24,7 @@ async fn real(case: &str) -> stream_cases::Backends {
     })
     .await
     .expect("redis");
-    let offline = open(&OfflineSettings {
+    let offline = open(&DatabaseSettings {
         url: Secret::new(stockcast_testkit::POSTGRES.require()),
         schema: stockcast_testkit::unique("fs"),
         max_connections: 4,

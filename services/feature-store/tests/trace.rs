@@ -11,7 +11,7 @@ use std::sync::Arc;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use stockcast_feature_store::store::memory::MemoryOnline;
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::view::{View, default_view};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -30,7 +30,7 @@ async fn the_feature_batch_span_continues_the_publishers_trace() {
     let b = stream_cases::Backends {
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
         online: Arc::new(MemoryOnline::new()),
-        offline: open(&OfflineSettings::default()).await.unwrap(),
+        offline: open(&DatabaseSettings::default()).await.unwrap(),
     };
     let (topic, group) = stream_cases::topic(&*b.bus, "fs-trace").await;
     let bars = stream_cases::series("TRACE", 3, 1.0);

@@ -15,8 +15,8 @@ use stockcast_proto::inference::grpc_inference_service_server::{
 use stockcast_proto::stockcast::inference::v1::inference_service_server::{
     InferenceService, InferenceServiceServer,
 };
+use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
-use stockcast_runtime::grpc::ServeError;
 use stockcast_runtime::{BasicSettings, GrpcServer, Shutdown};
 use tokio::net::TcpListener;
 
@@ -46,26 +46,18 @@ pub async fn serve(
     listener: TcpListener,
     settings: Settings,
     shutdown: Shutdown,
-) -> Result<(), ServeError> {
-    let limit = settings.server.max_message_bytes;
+) -> Result<(), StartError> {
     GrpcServer::new(SERVICE, &settings.server)
-        .add_service(
-            InferenceServiceServer::new(Api)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
-        .add_service(
-            GrpcInferenceServiceServer::new(Api)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(InferenceServiceServer::new(Api))
+        .add_service(GrpcInferenceServiceServer::new(Api))
         .serve(listener, shutdown)
         .await
+        .map_err(StartError::from)
 }
 
 /// Runs the service as a process with `args`.
 pub async fn run(args: ServiceArgs) -> ExitCode {
-    stockcast_runtime::cli::run::<Settings, _, _, _>(
+    stockcast_runtime::cli::run::<Settings, _, _>(
         SERVICE,
         DEFAULTS,
         &args,

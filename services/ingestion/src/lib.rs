@@ -21,11 +21,11 @@ pub mod store;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use stockcast_bus::{BusKind, EventBus};
 use stockcast_market::Validator;
 use stockcast_proto::stockcast::ingestion::v1::ingestion_service_server::IngestionServiceServer;
+pub use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
 use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
@@ -34,7 +34,7 @@ pub use crate::grpc::BudgetProbe;
 use crate::ingest::Ingestor;
 use crate::jobs::{Backfills, Sources};
 pub use crate::settings::Settings;
-use crate::store::{BarStore, PostgresStore, SqliteStore};
+use crate::store::BarStore;
 
 /// Service name: config prefix `STOCKCAST_INGESTION__`, metrics label, health.
 pub const SERVICE: &str = "ingestion";
@@ -43,7 +43,11 @@ pub const SERVICE: &str = "ingestion";
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("server.grpc_addr", "127.0.0.1:50051"),
     ("server.metrics_addr", "127.0.0.1:9101"),
+    ("storage.schema", SCHEMA),
 ];
+
+/// The PostgreSQL schema the service owns by default.
+pub const SCHEMA: &str = "ingestion";
 
 /// What the service runs on.
 #[derive(Debug, Clone)]
@@ -58,40 +62,18 @@ pub struct Deps {
     pub budget: BudgetProbe,
 }
 
-/// Why the service could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Storage could not be opened or migrated.
-    #[error("storage: {0}")]
-    Store(#[from] store::StoreError),
-    /// The bus could not be set up.
-    #[error("event bus: {0}")]
-    Bus(#[from] stockcast_bus::BusError),
-    /// A setting is unusable.
-    #[error("{0}")]
-    Config(String),
-    /// The server failed.
-    #[error(transparent)]
-    Serve(#[from] stockcast_runtime::grpc::ServeError),
-}
-
 impl Deps {
-    /// Builds the dependencies named by `settings`: the store (migrated), the bus, sources.
-    pub async fn from_settings(settings: &Settings) -> Result<Self, StartError> {
-        let url = settings.storage.url.expose();
-        let store: Arc<dyn BarStore> = if url.starts_with("sqlite:") {
-            Arc::new(SqliteStore::open(url).await?)
-        } else {
-            let store = PostgresStore::connect_lazy(
-                url,
-                &settings.storage.schema,
-                settings.storage.max_connections,
-                Duration::from_millis(settings.storage.acquire_timeout_ms),
-            )?;
-            migrate_with_retry(&store).await?;
-            Arc::new(store)
-        };
-        let bus = settings.bus.connect()?;
+    /// Builds the dependencies named by `settings`: the store (migrated; a database that is
+    /// not reachable yet is waited for until `shutdown`), the bus, sources.
+    pub async fn from_settings(
+        settings: &Settings,
+        shutdown: &Shutdown,
+    ) -> Result<Self, StartError> {
+        let store = store::open(&settings.storage, shutdown).await?;
+        let bus = settings
+            .bus
+            .connect()
+            .map_err(|e| StartError::dependency("event-bus", e))?;
         let (sources, budget) = sources(settings);
         Ok(Self {
             store,
@@ -127,23 +109,6 @@ pub fn sources(settings: &Settings) -> (Sources, BudgetProbe) {
     (sources, budget)
 }
 
-/// Migrates, retrying while the database is not reachable yet (containers start in any order).
-async fn migrate_with_retry(store: &PostgresStore) -> Result<(), StartError> {
-    let mut wait = Duration::from_millis(200);
-    for attempt in 1.. {
-        match store.migrate().await {
-            Ok(()) => return Ok(()),
-            Err(store::StoreError::Unavailable(reason)) if attempt < 10 => {
-                tracing::warn!(attempt, reason, "database not reachable yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(())
-}
-
 /// Serves ingestion on `listener` until `shutdown` fires; then drains calls, lets backfills
 /// stop after their current chunk, and returns.
 pub async fn serve(
@@ -160,6 +125,7 @@ pub async fn serve(
             &*deps.bus,
             &[topic, &dead_letters],
             settings.topics.partitions,
+            &shutdown,
         )
         .await?;
     }
@@ -194,23 +160,18 @@ pub async fn serve(
         budget: deps.budget.clone(),
         rules,
     };
-    let limit = settings.server.max_message_bytes;
-    let store = deps.store.clone();
-    let bus = deps.bus.clone();
     let result = GrpcServer::new(SERVICE, &settings.server)
-        .add_service(
-            IngestionServiceServer::new(api)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
+        .add_service(IngestionServiceServer::new(api))
+        .ready(
+            "database",
+            deps.store.clone(),
+            |s| async move { s.ping().await },
         )
-        .readiness_check("database", move || {
-            let store = store.clone();
-            async move { store.ping().await.map_err(|e| e.to_string()) }
-        })
-        .readiness_check("event-bus", move || {
-            let bus = bus.clone();
-            async move { bus.ping().await.map_err(|e| e.to_string()) }
-        })
+        .ready(
+            "event-bus",
+            deps.bus.clone(),
+            |b| async move { b.ping().await },
+        )
         .serve(listener, shutdown)
         .await;
     jobs_shutdown.trigger();
@@ -220,12 +181,12 @@ pub async fn serve(
 
 /// Runs the service as a process with `args`.
 pub async fn run(args: ServiceArgs) -> ExitCode {
-    stockcast_runtime::cli::run::<Settings, _, _, _>(
+    stockcast_runtime::cli::run::<Settings, _, _>(
         SERVICE,
         DEFAULTS,
         &args,
         |settings, listener, shutdown| async move {
-            let deps = Deps::from_settings(&settings).await?;
+            let deps = Deps::from_settings(&settings, &shutdown).await?;
             serve(listener, settings, deps, shutdown).await
         },
     )

@@ -4,10 +4,11 @@ use serde::{Deserialize, Serialize};
 use stockcast_bus::BusSettings;
 use stockcast_market::ValidationSettings;
 use stockcast_runtime::cli::ServiceSettings;
-use stockcast_runtime::{ConfigError, Secret, ServerSettings, TelemetrySettings};
+use stockcast_runtime::{ConfigError, ServerSettings, TelemetrySettings};
+use stockcast_sql::DatabaseSettings;
 
 /// Everything the ingestion service reads from configuration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// How it listens.
@@ -15,7 +16,7 @@ pub struct Settings {
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
     /// Where bars and jobs are stored.
-    pub storage: StorageSettings,
+    pub storage: DatabaseSettings,
     /// The event bus.
     pub bus: BusSettings,
     /// Topic names.
@@ -28,28 +29,17 @@ pub struct Settings {
     pub alpha_vantage: stockcast_market::sources::alpha_vantage::AlphaVantageSettings,
 }
 
-/// The `[storage]` section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageSettings {
-    /// `sqlite::memory:`, `sqlite://file.db`, or `postgres://user:password@host/db`
-    /// (a secret: it may hold a password).
-    pub url: Secret,
-    /// PostgreSQL schema the service owns.
-    pub schema: String,
-    /// Connections in the pool.
-    pub max_connections: u32,
-    /// Longest wait for a connection, milliseconds.
-    pub acquire_timeout_ms: u64,
-}
-
-impl Default for StorageSettings {
+impl Default for Settings {
     fn default() -> Self {
         Self {
-            url: Secret::new("sqlite::memory:"),
-            schema: "ingestion".to_owned(),
-            max_connections: 8,
-            acquire_timeout_ms: 5_000,
+            server: ServerSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            storage: DatabaseSettings::for_schema(crate::SCHEMA),
+            bus: BusSettings::default(),
+            topics: TopicSettings::default(),
+            validation: ValidationSettings::default(),
+            ingest: IngestSettings::default(),
+            alpha_vantage: Default::default(),
         }
     }
 }
@@ -101,28 +91,7 @@ impl stockcast_runtime::Settings for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
-        let url = self.storage.url.expose();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return Err(ConfigError::invalid(
-                "storage.url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
-        }
-        if !crate::store::valid_schema(&self.storage.schema) {
-            return Err(ConfigError::invalid(
-                "storage.schema",
-                format!("{:?} must be a lower-case identifier", self.storage.schema),
-            ));
-        }
-        if self.storage.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "storage.max_connections",
-                "must be greater than 0",
-            ));
-        }
+        self.storage.validate("storage")?;
         if self.topics.bars.is_empty() {
             return Err(ConfigError::invalid("topics.bars", "is empty"));
         }

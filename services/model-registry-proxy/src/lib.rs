@@ -30,11 +30,12 @@ use std::time::Duration;
 
 use stockcast_bus::EventBus;
 use stockcast_proto::stockcast::registry::v1::model_registry_service_server::ModelRegistryServiceServer;
+pub use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
 use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditStore, PostgresAudit, SqliteAudit};
+use crate::audit::AuditStore;
 use crate::cache::ArtifactCache;
 pub use crate::grpc::{ACTOR_HEADER, version_to_proto};
 pub use crate::proxy::Proxy;
@@ -49,7 +50,12 @@ pub const SERVICE: &str = "model-registry-proxy";
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("server.grpc_addr", "127.0.0.1:50054"),
     ("server.metrics_addr", "127.0.0.1:9104"),
+    ("storage.schema", SCHEMA),
+    ("storage.max_connections", "4"),
 ];
+
+/// The PostgreSQL schema the service owns by default.
+pub const SCHEMA: &str = "registry";
 
 /// What the service runs on.
 #[derive(Debug, Clone)]
@@ -62,88 +68,36 @@ pub struct Deps {
     pub bus: Arc<dyn EventBus>,
 }
 
-/// Why the service could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The audit database could not be opened or migrated.
-    #[error("audit storage: {0}")]
-    Audit(#[from] audit::AuditError),
-    /// The registry client could not be built.
-    #[error("registry: {0}")]
-    Registry(#[from] registry::RegistryError),
-    /// The artifact cache could not be opened.
-    #[error(transparent)]
-    Cache(#[from] cache::CacheError),
-    /// The bus could not be set up.
-    #[error("event bus: {0}")]
-    Bus(#[from] stockcast_bus::BusError),
-    /// The webhook receiver cannot listen.
-    #[error("{0}")]
-    Webhook(String),
-    /// The server failed.
-    #[error(transparent)]
-    Serve(#[from] stockcast_runtime::grpc::ServeError),
-}
-
 impl Deps {
     /// Builds the dependencies named by `settings`: the registry, the audit store
-    /// (migrated), the bus.
-    pub async fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+    /// (migrated; a database that is not reachable yet is waited for until `shutdown`), the
+    /// bus.
+    pub async fn from_settings(
+        settings: &Settings,
+        shutdown: &Shutdown,
+    ) -> Result<Self, StartError> {
         let registry: Arc<dyn Registry> = match settings.registry.kind {
-            RegistryKind::Local => {
-                Arc::new(LocalRegistry::open(&settings.registry.local_dir).await?)
-            }
-            RegistryKind::Mlflow => Arc::new(MlflowRegistry::new(&settings.registry.mlflow)?),
+            RegistryKind::Local => Arc::new(
+                LocalRegistry::open(&settings.registry.local_dir)
+                    .await
+                    .map_err(|e| StartError::dependency("registry", e))?,
+            ),
+            RegistryKind::Mlflow => Arc::new(
+                MlflowRegistry::new(&settings.registry.mlflow)
+                    .map_err(|e| StartError::dependency("registry", e))?,
+            ),
         };
         settings.registry.log_choice();
-        let url = settings.storage.url.expose();
-        let audit: Arc<dyn AuditStore> = if url.starts_with("sqlite:") {
-            Arc::new(SqliteAudit::open(url).await?)
-        } else {
-            let store = PostgresAudit::connect_lazy(
-                url,
-                &settings.storage.schema,
-                settings.storage.max_connections,
-                Duration::from_millis(settings.storage.acquire_timeout_ms),
-            )?;
-            retry(
-                "migrating the audit schema",
-                || store.migrate(),
-                |e| matches!(e, audit::AuditError::Unavailable(_)),
-            )
-            .await?;
-            Arc::new(store)
-        };
+        let audit = audit::open(&settings.storage, shutdown).await?;
+        let bus = settings
+            .bus
+            .connect()
+            .map_err(|e| StartError::dependency("event-bus", e))?;
         Ok(Self {
             registry,
             audit,
-            bus: settings.bus.connect()?,
+            bus,
         })
-    }
-}
-
-/// Retries `op` while `transient` says its error may pass (dependencies start in any order).
-async fn retry<T, E: std::fmt::Display, F, Fut>(
-    what: &str,
-    mut op: F,
-    transient: impl Fn(&E) -> bool,
-) -> Result<T, E>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut wait = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Err(error) if attempt < 10 && transient(&error) => {
-                tracing::warn!(attempt, %error, "{what}: not reachable yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            result => return result,
-        }
     }
 }
 
@@ -157,8 +111,10 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let topic = settings.topics.model_events.clone();
     let partitions = settings.topics.partitions;
-    stockcast_bus::ensure_topics(&*deps.bus, &[&topic], partitions).await?;
-    let cache = ArtifactCache::open(&settings.cache.dir, settings.cache.max_bytes).await?;
+    stockcast_bus::ensure_topics(&*deps.bus, &[&topic], partitions, &shutdown).await?;
+    let cache = ArtifactCache::open(&settings.cache.dir, settings.cache.max_bytes)
+        .await
+        .map_err(|e| StartError::dependency("artifact-cache", e))?;
     let proxy = Arc::new(Proxy::new(
         deps.registry.clone(),
         deps.audit.clone(),
@@ -178,7 +134,7 @@ pub async fn serve(
     let webhook = match settings.webhook.listen_addr {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await.map_err(|e| {
-                StartError::Webhook(format!("cannot bind webhook.listen_addr {addr}: {e}"))
+                StartError::Config(format!("cannot bind webhook.listen_addr {addr}: {e}"))
             })?;
             tracing::info!(addr = %addr, path = webhook::PATH, "receiving mlflow webhooks");
             Some(tokio::spawn(webhook::serve(
@@ -197,24 +153,20 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         request_timeout: settings.server.request_timeout(),
     };
-    let limit = settings.server.max_message_bytes;
-    let (audit, bus) = (deps.audit.clone(), deps.bus.clone());
     let result = GrpcServer::new(SERVICE, &settings.server)
-        .add_service(
-            ModelRegistryServiceServer::new(api)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(ModelRegistryServiceServer::new(api))
         // The registry is not a readiness check: when it is down the proxy still serves
         // what it has cached, which is the point of it.
-        .readiness_check("database", move || {
-            let audit = audit.clone();
-            async move { audit.ping().await.map_err(|e| e.to_string()) }
-        })
-        .readiness_check("event-bus", move || {
-            let bus = bus.clone();
-            async move { bus.ping().await.map_err(|e| e.to_string()) }
-        })
+        .ready(
+            "database",
+            deps.audit.clone(),
+            |a| async move { a.ping().await },
+        )
+        .ready(
+            "event-bus",
+            deps.bus.clone(),
+            |b| async move { b.ping().await },
+        )
         .serve(listener, shutdown)
         .await;
     poller_shutdown.trigger();
@@ -249,12 +201,12 @@ async fn poll(proxy: Arc<Proxy>, interval: Duration, shutdown: Shutdown) {
 
 /// Runs the service as a process with `args`.
 pub async fn run(args: ServiceArgs) -> ExitCode {
-    stockcast_runtime::cli::run::<Settings, _, _, _>(
+    stockcast_runtime::cli::run::<Settings, _, _>(
         SERVICE,
         DEFAULTS,
         &args,
         |settings, listener, shutdown| async move {
-            let deps = Deps::from_settings(&settings).await?;
+            let deps = Deps::from_settings(&settings, &shutdown).await?;
             serve(listener, settings, deps, shutdown).await
         },
     )

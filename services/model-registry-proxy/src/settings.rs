@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use stockcast_bus::BusSettings;
 use stockcast_runtime::cli::ServiceSettings;
 use stockcast_runtime::{ConfigError, Secret, ServerSettings, TelemetrySettings};
+use stockcast_sql::DatabaseSettings;
 
 use crate::registry::MlflowSettings;
 use crate::registry::mlflow::MAX_RETRIES as MAX_MLFLOW_RETRIES;
 
 /// Everything the proxy reads from configuration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// How it listens.
@@ -21,7 +22,7 @@ pub struct Settings {
     /// The registry behind the proxy.
     pub registry: RegistrySettings,
     /// Where the audit log is stored.
-    pub storage: StorageSettings,
+    pub storage: DatabaseSettings,
     /// The event bus.
     pub bus: BusSettings,
     /// Topic names.
@@ -32,6 +33,25 @@ pub struct Settings {
     pub poll: PollSettings,
     /// MLflow registry webhooks, a faster path than polling.
     pub webhook: WebhookSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            registry: RegistrySettings::default(),
+            storage: DatabaseSettings {
+                max_connections: 4,
+                ..DatabaseSettings::for_schema(crate::SCHEMA)
+            },
+            bus: BusSettings::default(),
+            topics: TopicSettings::default(),
+            cache: CacheSettings::default(),
+            poll: PollSettings::default(),
+            webhook: WebhookSettings::default(),
+        }
+    }
 }
 
 /// The `[webhook]` section.
@@ -113,32 +133,6 @@ impl RegistrySettings {
     }
 }
 
-/// The `[storage]` section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageSettings {
-    /// `sqlite::memory:`, `sqlite://file.db`, or `postgres://user:password@host/db`
-    /// (a secret: it may hold a password).
-    pub url: Secret,
-    /// PostgreSQL schema the service owns.
-    pub schema: String,
-    /// Connections in the pool.
-    pub max_connections: u32,
-    /// Longest wait for a connection, milliseconds.
-    pub acquire_timeout_ms: u64,
-}
-
-impl Default for StorageSettings {
-    fn default() -> Self {
-        Self {
-            url: Secret::new("sqlite::memory:"),
-            schema: "registry".to_owned(),
-            max_connections: 4,
-            acquire_timeout_ms: 5_000,
-        }
-    }
-}
-
 /// The `[topics]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -202,28 +196,7 @@ impl stockcast_runtime::Settings for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
         self.telemetry.validate("telemetry")?;
-        let url = self.storage.url.expose();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return Err(ConfigError::invalid(
-                "storage.url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
-        }
-        if !crate::audit::valid_schema(&self.storage.schema) {
-            return Err(ConfigError::invalid(
-                "storage.schema",
-                format!("{:?} must be a lower-case identifier", self.storage.schema),
-            ));
-        }
-        if self.storage.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "storage.max_connections",
-                "must be greater than 0",
-            ));
-        }
+        self.storage.validate("storage")?;
         match self.registry.kind {
             RegistryKind::Local if self.registry.local_dir.as_os_str().is_empty() => {
                 return Err(ConfigError::invalid("registry.local_dir", "is empty"));

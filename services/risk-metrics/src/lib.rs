@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use stockcast_proto::stockcast::risk::v1::risk_metrics_service_server::{
     RiskMetricsService, RiskMetricsServiceServer,
 };
+use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
-use stockcast_runtime::grpc::ServeError;
 use stockcast_runtime::{BasicSettings, GrpcServer, Shutdown};
 use tokio::net::TcpListener;
 
@@ -39,21 +39,17 @@ pub async fn serve(
     listener: TcpListener,
     settings: Settings,
     shutdown: Shutdown,
-) -> Result<(), ServeError> {
-    let limit = settings.server.max_message_bytes;
+) -> Result<(), StartError> {
     GrpcServer::new(SERVICE, &settings.server)
-        .add_service(
-            RiskMetricsServiceServer::new(Api)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(RiskMetricsServiceServer::new(Api))
         .serve(listener, shutdown)
         .await
+        .map_err(StartError::from)
 }
 
 /// Runs the service as a process with `args`.
 pub async fn run(args: ServiceArgs) -> ExitCode {
-    stockcast_runtime::cli::run::<Settings, _, _, _>(
+    stockcast_runtime::cli::run::<Settings, _, _>(
         SERVICE,
         DEFAULTS,
         &args,

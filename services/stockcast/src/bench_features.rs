@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use stockcast_bus::{EventBus, KafkaBus, KafkaSettings, Record};
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
 use stockcast_feature_store::store::{OnlineStore, OnlineWrite};
 use stockcast_feature_store::stream::{Processor, StreamSettings};
@@ -106,6 +106,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         &*bus,
         &[&topic, &stockcast_bus::dead_letter_topic(&topic)],
         args.partitions,
+        &stockcast_runtime::Shutdown::new(),
     )
     .await?;
     // Daily bars, every symbol from the same start.
@@ -163,7 +164,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         ..RedisSettings::default()
     })
     .await?;
-    let offline = open(&OfflineSettings {
+    let offline = open(&DatabaseSettings {
         url: Secret::new(args.backends.pg.clone()),
         schema: id.clone(),
         max_connections: 4,
@@ -270,7 +271,7 @@ pub async fn online(args: OnlineArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let deps = stockcast_feature_store::Deps {
         online,
-        offline: open(&OfflineSettings::default()).await?,
+        offline: open(&DatabaseSettings::default()).await?,
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
     };
     let shutdown = Shutdown::new();

@@ -288,7 +288,7 @@ fn serve(
     dir: PathBuf,
     shutdown: Shutdown,
 ) -> BoxFuture<'static, anyhow::Result<()>> {
-    let skeleton = |f: BoxFuture<'static, Result<(), stockcast_runtime::grpc::ServeError>>| -> BoxFuture<'static, anyhow::Result<()>> {
+    let skeleton = |f: BoxFuture<'static, Result<(), stockcast_runtime::StartError>>| -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move { f.await.map_err(anyhow::Error::from) })
     };
     match service {
@@ -343,7 +343,7 @@ fn serve(
             };
             proxy.registry.local_dir = dir.join("models");
             proxy.cache.dir = dir.join("registry-cache");
-            let mut deps = stockcast_model_registry_proxy::Deps::from_settings(&proxy)
+            let mut deps = stockcast_model_registry_proxy::Deps::from_settings(&proxy, &shutdown)
                 .await
                 .map_err(|e| anyhow::anyhow!("model registry proxy: {e}"))?;
             deps.bus = bus.clone();

@@ -188,3 +188,94 @@ fn the_demo_starts_every_service_and_stops_after_its_duration() {
     assert_eq!(served, 5, "the demo serves features:\n{logs}");
     assert!(!logs.contains("NOT_FOUND"), "{logs}");
 }
+
+/// Starts `stockcast serve SERVICE` with its database at a port where nothing listens, waits
+/// until it retries, sends SIGTERM and returns how it exited with its logs.
+fn sigterm_while_the_database_is_down(
+    service: &str,
+    url_key: &str,
+) -> (std::process::ExitStatus, String, Duration) {
+    use std::io::BufRead;
+    let closed = stockcast_testkit::free_port();
+    let addr = format!("127.0.0.1:{}", stockcast_testkit::free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
+        .args([
+            "serve",
+            service,
+            "--grpc-addr",
+            &addr,
+            "--set",
+            "server.metrics_addr=127.0.0.1:0",
+            "--set",
+            &format!("{url_key}=postgres://postgres@127.0.0.1:{closed}/nothing"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut logs = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logs.contains("retrying") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+            Err(_) => panic!("{service} never retried its database:\n{logs}"),
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let sent = Instant::now();
+    let deadline = sent + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{service} did not stop after SIGTERM:\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed();
+    reader.join().expect("reader");
+    logs.extend(rx.try_iter().map(|l| l + "\n"));
+    (status, logs, took)
+}
+
+#[test]
+fn sigterm_while_waiting_for_the_database_stops_each_service_at_once() {
+    for (service, key) in [
+        ("ingestion", "storage.url"),
+        ("feature-store", "offline.url"),
+        ("model-registry-proxy", "storage.url"),
+    ] {
+        let (status, logs, took) = sigterm_while_the_database_is_down(service, key);
+        assert!(status.success(), "{service}: exit {status:?}\n{logs}");
+        assert!(
+            logs.contains("stopped before the dependency was reachable"),
+            "{service}:\n{logs}"
+        );
+        // The start-up wait alone lasts about 25 s; SIGTERM must not wait it out (nor the
+        // 20 s shutdown grace).
+        assert!(
+            took < Duration::from_secs(15),
+            "{service} took {took:?} to stop:\n{logs}"
+        );
+    }
+}

@@ -24,6 +24,7 @@ pub struct GrpcMiddlewareLayer {
     service: &'static str,
     permits: Arc<Semaphore>,
     limit: usize,
+    message_limit: Option<usize>,
 }
 
 impl GrpcMiddlewareLayer {
@@ -33,6 +34,15 @@ impl GrpcMiddlewareLayer {
             service,
             permits: Arc::new(Semaphore::new(limit)),
             limit,
+            message_limit: None,
+        }
+    }
+
+    /// Refuses request messages over `bytes` with RESOURCE_EXHAUSTED.
+    pub fn with_message_limit(self, bytes: usize) -> Self {
+        Self {
+            message_limit: Some(bytes),
+            ..self
         }
     }
 }
@@ -100,6 +110,10 @@ where
         // deadline this answers first: DEADLINE_EXCEEDED rather than tonic's CANCELLED.
         let deadline = super::deadline::client_timeout(request.headers())
             .map(|timeout| tokio::time::Instant::now() + timeout);
+        let request = match self.layer.message_limit {
+            Some(limit) => request.map(|body| Body::new(super::LimitedBody::new(body, limit))),
+            None => request,
+        };
 
         // The ready clone is the one to call; keep a fresh clone for the next call.
         let clone = self.inner.clone();

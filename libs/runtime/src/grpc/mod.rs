@@ -3,6 +3,7 @@
 //! NOT_SERVING → SERVING (dependencies answer) → NOT_SERVING (shutdown) → drained.
 
 mod deadline;
+mod limits;
 mod middleware;
 
 use std::convert::Infallible;
@@ -20,6 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use self::limits::{LimitedBody, MessageLimits};
 pub use self::middleware::{GrpcMiddleware, GrpcMiddlewareLayer, code_name};
 use crate::metrics::SERVING;
 use crate::settings::ServerSettings;
@@ -74,8 +76,27 @@ impl GrpcServer {
         }
     }
 
-    /// Adds a generated tonic service; its health status follows the server's.
-    pub fn add_service<S>(mut self, service: S) -> Self
+    /// Adds one of the project's generated services, limited to `server.max_message_bytes`
+    /// per message; its health status follows the server's.
+    pub fn add_service<S>(self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<Body>, Error = Infallible>
+            + MessageLimits
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        let limit = self.settings.max_message_bytes;
+        self.add_foreign_service(service.message_limits(limit))
+    }
+
+    /// Adds a service generated outside the project (tonic's own limits apply to it); its
+    /// health status follows the server's.
+    pub fn add_foreign_service<S>(mut self, service: S) -> Self
     where
         S: tower::Service<http::Request<Body>, Error = Infallible>
             + NamedService
@@ -100,6 +121,22 @@ impl GrpcServer {
         let check: ReadinessCheck = Arc::new(move || Box::pin(check()));
         self.checks.push((name, check));
         self
+    }
+
+    /// Adds the dependency `name`, ready while `ping(dependency)` succeeds: the server reports
+    /// SERVING only while every dependency answers.
+    pub fn ready<T, F, Fut, E>(self, name: &'static str, dependency: T, ping: F) -> Self
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let ping = Arc::new(ping);
+        self.readiness_check(name, move || {
+            let (dependency, ping) = (dependency.clone(), ping.clone());
+            async move { ping(dependency).await.map_err(|e| e.to_string()) }
+        })
     }
 
     /// Serves on `listener` until `shutdown` fires, then reports NOT_SERVING, keeps accepting
@@ -147,7 +184,10 @@ impl GrpcServer {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
             .timeout(settings.request_timeout())
-            .layer(GrpcMiddlewareLayer::new(name, settings.concurrency_limit))
+            .layer(
+                GrpcMiddlewareLayer::new(name, settings.concurrency_limit)
+                    .with_message_limit(settings.max_message_bytes),
+            )
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, stop_accepting);
         if let Some(addr) = addr {

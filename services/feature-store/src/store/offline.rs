@@ -16,95 +16,14 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use stockcast_runtime::{ConfigError, Secret};
-
 use super::postgres::PostgresOffline;
 use super::sqlite::SqliteOffline;
 use super::{OfflineStore, StoreError};
 
-/// Where the offline store lives.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OfflineSettings {
-    /// `sqlite::memory:`, `sqlite://file.db`, or `postgres://user:password@host/db`
-    /// (a secret: it may hold a password).
-    pub url: Secret,
-    /// PostgreSQL schema the service owns (a lower-case identifier).
-    pub schema: String,
-    /// Connections in the pool (PostgreSQL, and SQLite files).
-    pub max_connections: u32,
-    /// Longest wait for a connection, milliseconds.
-    pub acquire_timeout_ms: u64,
-}
-
-impl Default for OfflineSettings {
-    fn default() -> Self {
-        Self {
-            url: Secret::new("sqlite::memory:"),
-            schema: "feature_store".to_owned(),
-            max_connections: 8,
-            acquire_timeout_ms: 5_000,
-        }
-    }
-}
-
-impl OfflineSettings {
-    /// Checks the values that parse but cannot work; `section` is the settings key, e.g.
-    /// `offline`.
-    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
-        if Backend::of(self.url.expose()).is_none() {
-            return Err(ConfigError::invalid(
-                format!("{section}.url"),
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
-        }
-        if !valid_schema(&self.schema) {
-            return Err(ConfigError::invalid(
-                format!("{section}.schema"),
-                format!("{:?} must be a lower-case identifier", self.schema),
-            ));
-        }
-        if self.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                format!("{section}.max_connections"),
-                "must be greater than 0",
-            ));
-        }
-        if self.acquire_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                format!("{section}.acquire_timeout_ms"),
-                "must be greater than 0",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The backend a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// `sqlite:`…
-    Sqlite,
-    /// `postgres://` or `postgresql://`.
-    Postgres,
-}
-
-impl Backend {
-    /// The backend of `url`, or `None` when the scheme is none of the supported ones.
-    pub fn of(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else {
-            None
-        }
-    }
-}
+pub use stockcast_sql::{Backend, DatabaseSettings};
 
 /// Opens the offline store that `settings.url` names and brings its tables up to date.
-pub async fn open(settings: &OfflineSettings) -> Result<Arc<dyn OfflineStore>, StoreError> {
+pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn OfflineStore>, StoreError> {
     let url = settings.url.expose();
     match Backend::of(url) {
         Some(Backend::Sqlite) => Ok(Arc::new(SqliteOffline::open(settings).await?)),
@@ -116,53 +35,21 @@ pub async fn open(settings: &OfflineSettings) -> Result<Arc<dyn OfflineStore>, S
     }
 }
 
-pub use stockcast_pg::valid_schema;
+pub use stockcast_sql::valid_schema;
 
-/// The one place database errors are classified: unreachable or timed out (retry later),
-/// undecodable (corrupt), or refused.
+/// A database error as a store error, classified by [`stockcast_sql::classify`].
 pub(crate) fn sqlx_error(backend: &'static str, error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable {
+    use stockcast_sql::SqlErrorKind;
+    match stockcast_sql::classify(&error) {
+        SqlErrorKind::Unavailable => StoreError::Unavailable {
             backend,
-            reason: error.to_string(),
-        },
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // Connection exceptions, admin shutdown, cannot connect now, query canceled
-            // (statement timeout), SQLite busy/locked.
-            Some(code)
-                if code.starts_with("08")
-                    || matches!(
-                        code,
-                        "57P01"
-                            | "57P02"
-                            | "57P03"
-                            | "57014"
-                            | "5"
-                            | "6"
-                            | "261"
-                            | "262"
-                            | "517"
-                            | "773"
-                    ) =>
-            {
-                StoreError::Unavailable {
-                    backend,
-                    reason: db.message().to_owned(),
-                }
-            }
-            _ => StoreError::Failed {
-                backend,
-                reason: error.to_string(),
+            reason: match &error {
+                sqlx::Error::Database(db) => db.message().to_owned(),
+                other => other.to_string(),
             },
         },
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            StoreError::Corrupt(format!("{backend}: {error}"))
-        }
-        _ => StoreError::Failed {
+        SqlErrorKind::Corrupt => StoreError::Corrupt(format!("{backend}: {error}")),
+        SqlErrorKind::AlreadyExists | SqlErrorKind::Refused => StoreError::Failed {
             backend,
             reason: error.to_string(),
         },
@@ -277,26 +164,6 @@ mod tests {
             vec![("MSFT".to_owned(), 501), ("NVDA".to_owned(), 100)]
         );
         assert_eq!(span_plan(&symbols, 100, None).len(), 3);
-    }
-
-    #[test]
-    fn settings_are_validated() {
-        assert!(OfflineSettings::default().validate("offline").is_ok());
-        let bad_url = OfflineSettings {
-            url: Secret::new("mysql://x"),
-            ..OfflineSettings::default()
-        };
-        assert!(bad_url.validate("offline").is_err());
-        let bad_schema = OfflineSettings {
-            schema: "Feature-Store".to_owned(),
-            ..OfflineSettings::default()
-        };
-        assert!(bad_schema.validate("offline").is_err());
-        let no_pool = OfflineSettings {
-            max_connections: 0,
-            ..OfflineSettings::default()
-        };
-        assert!(no_pool.validate("offline").is_err());
     }
 
     #[test]

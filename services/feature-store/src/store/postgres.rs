@@ -17,7 +17,7 @@ use sqlx::{Postgres, Row, Transaction};
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
-use super::offline::{OfflineSettings, last_per_key, span_plan, sqlx_error};
+use super::offline::{DatabaseSettings, last_per_key, span_plan, sqlx_error};
 use super::{
     FeatureRow, HistoricalRow, JobRecord, JobState, OfflineStore, OnlineVector, PointInTimeQuery,
     RegisteredView, SpanQuery, StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
@@ -37,9 +37,9 @@ fn pg(error: sqlx::Error) -> StoreError {
 }
 
 /// Seconds clamped into the range PostgreSQL timestamps hold (no stored time lies outside).
-fn setup(error: stockcast_pg::SetupError) -> StoreError {
+fn setup(error: stockcast_sql::SetupError) -> StoreError {
     match error {
-        stockcast_pg::SetupError::Sql(e) => pg(e),
+        stockcast_sql::SetupError::Sql(e) => pg(e),
         other => StoreError::Failed {
             backend: BACKEND,
             reason: other.to_string(),
@@ -61,8 +61,8 @@ pub struct PostgresOffline {
 impl PostgresOffline {
     /// A pool that connects lazily to `settings.url`, every connection on `settings.schema`.
     /// Does no I/O: call [`PostgresOffline::migrate`] before use.
-    pub fn connect_lazy(settings: &OfflineSettings) -> Result<Self, StoreError> {
-        let pool = stockcast_pg::schema_pool(
+    pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let pool = stockcast_sql::schema_pool(
             settings.url.expose(),
             &settings.schema,
             settings.max_connections,
@@ -76,7 +76,7 @@ impl PostgresOffline {
     }
 
     /// Connects, creates the schema if missing and applies migrations.
-    pub async fn connect(settings: &OfflineSettings) -> Result<Self, StoreError> {
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let store = Self::connect_lazy(settings)?;
         store.migrate().await?;
         Ok(store)
@@ -84,14 +84,14 @@ impl PostgresOffline {
 
     /// Creates the schema if missing and applies migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        stockcast_pg::migrate(&self.pool, &self.schema, &MIGRATOR)
+        stockcast_sql::migrate(&self.pool, &self.schema, &MIGRATOR)
             .await
             .map_err(setup)
     }
 
     /// Drops the schema with everything in it (tests and benchmarks).
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
-        stockcast_pg::drop_schema(&self.pool, &self.schema)
+        stockcast_sql::drop_schema(&self.pool, &self.schema)
             .await
             .map_err(setup)
     }

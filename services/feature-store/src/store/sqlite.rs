@@ -7,21 +7,18 @@
 //! label through primary-key lookups.
 
 use std::collections::HashSet;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
-use super::offline::{OfflineSettings, decode_vector, encode_vector, label, span_plan, sqlx_error};
+use super::offline::{
+    DatabaseSettings, decode_vector, encode_vector, label, span_plan, sqlx_error,
+};
 use super::{
     HistoricalRow, JobRecord, JobState, OfflineStore, OnlineVector, PointInTimeQuery,
     RegisteredView, SpanQuery, StateSnapshot, StoreError, Ts, ViewId, WriteBatch,
@@ -51,28 +48,8 @@ pub struct SqliteOffline {
 impl SqliteOffline {
     /// Opens (creating if missing) the database at `settings.url` (`sqlite::memory:` or
     /// `sqlite://path/to/file.db`) and applies migrations.
-    pub async fn open(settings: &OfflineSettings) -> Result<Self, StoreError> {
-        let url = settings.url.expose();
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(lite)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_millis(settings.acquire_timeout_ms));
-        let mut pool = SqlitePoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
-            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms));
-        if url.contains(":memory:") {
-            // An in-memory database lives and dies with its connection: keep exactly one,
-            // forever (a pool that recycled it would lose every table).
-            pool = pool
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
-        }
-        let pool = pool.connect_with(options).await.map_err(lite)?;
+    pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let pool = stockcast_sql::sqlite_pool(settings).await.map_err(lite)?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Failed {
             backend: BACKEND,
             reason: format!("migrations: {e}"),

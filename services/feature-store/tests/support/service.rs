@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stockcast_bus::{BusKind, KafkaSettings};
 use stockcast_feature_store::store::memory::MemoryOnline;
-use stockcast_feature_store::store::offline::{OfflineSettings, open};
+use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::postgres::PostgresOffline;
 use stockcast_feature_store::view::{View, ViewSpec};
 use stockcast_feature_store::{Deps, OnlineKind, Settings, StartError};
@@ -47,7 +47,7 @@ pub fn real_settings(case: &str, views: Vec<ViewSpec>) -> Settings {
     s.online.kind = OnlineKind::Redis;
     s.online.redis.url = Secret::new(stockcast_testkit::REDIS.require());
     s.online.redis.key_prefix = stockcast_testkit::unique(case);
-    s.offline = OfflineSettings {
+    s.offline = DatabaseSettings {
         url: Secret::new(stockcast_testkit::POSTGRES.require()),
         schema: stockcast_testkit::unique("fs_svc"),
         max_connections: 4,
@@ -69,7 +69,7 @@ pub async fn embedded(case: &str, views: Vec<ViewSpec>) -> (Settings, Deps) {
     s.views = views;
     let deps = Deps {
         online: Arc::new(MemoryOnline::new()),
-        offline: open(&OfflineSettings::default()).await.expect("sqlite"),
+        offline: open(&DatabaseSettings::default()).await.expect("sqlite"),
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
     };
     (s, deps)
@@ -92,7 +92,9 @@ pub struct Service {
 impl Service {
     /// Opens the backends `settings` names and starts the service on them.
     pub async fn start(settings: Settings) -> Self {
-        let deps = Deps::from_settings(&settings).await.expect("backends");
+        let deps = Deps::from_settings(&settings, &stockcast_runtime::Shutdown::new())
+            .await
+            .expect("backends");
         Self::start_on(settings, deps).await
     }
 

@@ -75,9 +75,14 @@ pub async fn topic(bus: &dyn EventBus, case: &str) -> (String, String) {
         .with_test_writer()
         .try_init();
     let (topic, group) = stockcast_bus::conformance::names(case);
-    stockcast_bus::ensure_topics(bus, &[&topic, &stockcast_bus::dead_letter_topic(&topic)], 3)
-        .await
-        .expect("topics");
+    stockcast_bus::ensure_topics(
+        bus,
+        &[&topic, &stockcast_bus::dead_letter_topic(&topic)],
+        3,
+        &stockcast_runtime::Shutdown::new(),
+    )
+    .await
+    .expect("topics");
     (topic, group)
 }
 

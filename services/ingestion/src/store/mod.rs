@@ -216,39 +216,51 @@ pub enum StoreError {
     Database(String),
 }
 
-impl From<stockcast_pg::SetupError> for StoreError {
-    fn from(error: stockcast_pg::SetupError) -> Self {
+impl From<stockcast_sql::SetupError> for StoreError {
+    fn from(error: stockcast_sql::SetupError) -> Self {
         match error {
-            stockcast_pg::SetupError::Sql(e) => e.into(),
+            stockcast_sql::SetupError::Sql(e) => e.into(),
             other => StoreError::Database(other.to_string()),
         }
     }
 }
 
 impl From<sqlx::Error> for StoreError {
-    /// The one place database errors are classified (by SQLSTATE for PostgreSQL).
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                Some("23505") | Some("2067") | Some("1555") => {
-                    StoreError::AlreadyExists(db.message().to_owned())
-                }
-                Some(code) if code.starts_with("08") || code == "57P01" || code == "57P03" => {
-                    StoreError::Unavailable(db.message().to_owned())
-                }
-                _ => StoreError::Database(error.to_string()),
-            },
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-                StoreError::Corrupt(error.to_string())
-            }
-            _ => StoreError::Database(error.to_string()),
+        use stockcast_sql::SqlErrorKind;
+        let message = match &error {
+            sqlx::Error::Database(db) => db.message().to_owned(),
+            other => other.to_string(),
+        };
+        match stockcast_sql::classify(&error) {
+            SqlErrorKind::Unavailable => StoreError::Unavailable(message),
+            SqlErrorKind::AlreadyExists => StoreError::AlreadyExists(message),
+            SqlErrorKind::Corrupt => StoreError::Corrupt(error.to_string()),
+            SqlErrorKind::Refused => StoreError::Database(error.to_string()),
         }
     }
+}
+
+/// Opens the store `settings.url` names, migrated; a PostgreSQL server that is not reachable
+/// yet is waited for until the start-up attempts run out or `shutdown` fires.
+pub async fn open(
+    settings: &stockcast_sql::DatabaseSettings,
+    shutdown: &stockcast_runtime::Shutdown,
+) -> Result<std::sync::Arc<dyn BarStore>, stockcast_runtime::StartError> {
+    let migrations = stockcast_sql::Migrations {
+        postgres: &postgres::MIGRATOR,
+        sqlite: &sqlite::MIGRATOR,
+    };
+    Ok(
+        match stockcast_sql::open("database", settings, migrations, shutdown).await? {
+            stockcast_sql::Database::Postgres(pool) => {
+                std::sync::Arc::new(PostgresStore::from_pool(pool, &settings.schema))
+            }
+            stockcast_sql::Database::Sqlite(pool) => {
+                std::sync::Arc::new(SqliteStore::from_pool(pool))
+            }
+        },
+    )
 }
 
 /// Ingestion's storage.

@@ -15,7 +15,7 @@ use super::{
     StoreTx, StoredBar, rounds,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Ingestion's tables in one PostgreSQL schema.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct PostgresStore {
     schema: String,
 }
 
-pub use stockcast_pg::valid_schema;
+pub use stockcast_sql::valid_schema;
 
 impl PostgresStore {
     /// Connects lazily to `url` with every connection on `schema`.
@@ -34,21 +34,29 @@ impl PostgresStore {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let pool = stockcast_pg::schema_pool(url, schema, max_connections, acquire_timeout)?;
+        let pool = stockcast_sql::schema_pool(url, schema, max_connections, acquire_timeout)?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),
         })
     }
 
+    /// A store on `pool`, whose connections are on `schema` (see [`stockcast_sql::open`]).
+    pub fn from_pool(pool: PgPool, schema: &str) -> Self {
+        Self {
+            pool,
+            schema: schema.to_owned(),
+        }
+    }
+
     /// Creates the schema and applies migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Ok(stockcast_pg::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
+        Ok(stockcast_sql::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
     }
 
     /// Drops the schema with everything in it (tests).
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
-        Ok(stockcast_pg::drop_schema(&self.pool, &self.schema).await?)
+        Ok(stockcast_sql::drop_schema(&self.pool, &self.schema).await?)
     }
 
     /// Closes the pool, waiting for connections in use.

@@ -1,12 +1,9 @@
 //! The embedded store: one SQLite file (or memory), the same tables as PostgreSQL.
 
 use std::collections::HashSet;
-use std::str::FromStr;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
@@ -17,7 +14,7 @@ use super::{
     StoreTx, StoredBar,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Ingestion's tables in SQLite.
 #[derive(Debug, Clone)]
@@ -29,21 +26,21 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite::memory:` or
     /// `sqlite://path/to/file.db`) and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true);
-        // An in-memory database exists per connection: keep exactly one.
-        let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .connect_with(options)
-            .await?;
+        let settings = stockcast_sql::DatabaseSettings {
+            url: stockcast_runtime::Secret::new(url),
+            ..Default::default()
+        };
+        let pool = stockcast_sql::sqlite_pool(&settings).await?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
         Ok(Self { pool })
+    }
+
+    /// A store on `pool`, already migrated (see [`super::open`]).
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self { pool }
     }
 }
 

@@ -138,10 +138,10 @@ pub enum AuditError {
     Database(String),
 }
 
-impl From<stockcast_pg::SetupError> for AuditError {
-    fn from(error: stockcast_pg::SetupError) -> Self {
+impl From<stockcast_sql::SetupError> for AuditError {
+    fn from(error: stockcast_sql::SetupError) -> Self {
         match error {
-            stockcast_pg::SetupError::Sql(e) => e.into(),
+            stockcast_sql::SetupError::Sql(e) => e.into(),
             other => AuditError::Database(other.to_string()),
         }
     }
@@ -149,28 +149,37 @@ impl From<stockcast_pg::SetupError> for AuditError {
 
 impl From<sqlx::Error> for AuditError {
     fn from(error: sqlx::Error) -> Self {
-        let unavailable = match &error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03"),
-            _ => false,
-        };
-        if unavailable {
-            AuditError::Unavailable(error.to_string())
-        } else if matches!(
-            error,
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)
-        ) {
-            AuditError::Corrupt(error.to_string())
-        } else {
-            AuditError::Database(error.to_string())
+        use stockcast_sql::SqlErrorKind;
+        match stockcast_sql::classify(&error) {
+            SqlErrorKind::Unavailable => AuditError::Unavailable(error.to_string()),
+            SqlErrorKind::Corrupt => AuditError::Corrupt(error.to_string()),
+            SqlErrorKind::AlreadyExists | SqlErrorKind::Refused => {
+                AuditError::Database(error.to_string())
+            }
         }
     }
+}
+
+/// Opens the audit store `settings.url` names, migrated; a PostgreSQL server that is not
+/// reachable yet is waited for until the start-up attempts run out or `shutdown` fires.
+pub async fn open(
+    settings: &stockcast_sql::DatabaseSettings,
+    shutdown: &stockcast_runtime::Shutdown,
+) -> Result<std::sync::Arc<dyn AuditStore>, stockcast_runtime::StartError> {
+    let migrations = stockcast_sql::Migrations {
+        postgres: &postgres::MIGRATOR,
+        sqlite: &sqlite::MIGRATOR,
+    };
+    Ok(
+        match stockcast_sql::open("database", settings, migrations, shutdown).await? {
+            stockcast_sql::Database::Postgres(pool) => {
+                std::sync::Arc::new(PostgresAudit::from_pool(pool, &settings.schema))
+            }
+            stockcast_sql::Database::Sqlite(pool) => {
+                std::sync::Arc::new(SqliteAudit::from_pool(pool))
+            }
+        },
+    )
 }
 
 /// An audit entry from a row of either database (columns named as in the migrations, the

@@ -11,7 +11,7 @@ use super::{
     entry_from_row,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The audit log in one PostgreSQL schema.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct PostgresAudit {
     schema: String,
 }
 
-pub use stockcast_pg::valid_schema;
+pub use stockcast_sql::valid_schema;
 
 impl PostgresAudit {
     /// Connects lazily to `url`, every connection on `schema`.
@@ -30,21 +30,29 @@ impl PostgresAudit {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, AuditError> {
-        let pool = stockcast_pg::schema_pool(url, schema, max_connections, acquire_timeout)?;
+        let pool = stockcast_sql::schema_pool(url, schema, max_connections, acquire_timeout)?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),
         })
     }
 
+    /// An audit store on `pool`, whose connections are on `schema` (see [`super::open`]).
+    pub fn from_pool(pool: PgPool, schema: &str) -> Self {
+        Self {
+            pool,
+            schema: schema.to_owned(),
+        }
+    }
+
     /// Creates the schema and applies migrations.
     pub async fn migrate(&self) -> Result<(), AuditError> {
-        Ok(stockcast_pg::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
+        Ok(stockcast_sql::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
     }
 
     /// Drops the schema with everything in it (tests).
     pub async fn drop_schema(&self) -> Result<(), AuditError> {
-        Ok(stockcast_pg::drop_schema(&self.pool, &self.schema).await?)
+        Ok(stockcast_sql::drop_schema(&self.pool, &self.schema).await?)
     }
 
     /// The pool (tests check that rows cannot be changed).

@@ -1,17 +1,15 @@
 //! The embedded audit store: one SQLite file (or memory), the same tables as PostgreSQL.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 
 use super::{
     AuditEntry, AuditError, AuditFilter, AuditStore, Change, ChangeKind, KnownAliases,
     entry_from_row,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The audit log in SQLite.
 #[derive(Debug, Clone)]
@@ -23,10 +21,11 @@ impl SqliteAudit {
     /// Opens (creating if missing) the database at `url` (`sqlite::memory:` or
     /// `sqlite://path/to/file.db`) and applies migrations.
     pub async fn open(url: &str) -> Result<Self, AuditError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = pool_options(url).connect_with(options).await?;
+        let settings = stockcast_sql::DatabaseSettings {
+            url: stockcast_runtime::Secret::new(url),
+            ..Default::default()
+        };
+        let pool = stockcast_sql::sqlite_pool(&settings).await?;
         MIGRATOR
             .run(&pool)
             .await
@@ -34,25 +33,14 @@ impl SqliteAudit {
         Ok(Self { pool })
     }
 
+    /// An audit store on `pool`, already migrated (see [`super::open`]).
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
     /// The pool (tests check that rows cannot be changed).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-}
-
-/// The pool settings for `url`. An in-memory database lives and dies with its one
-/// connection, so that connection is kept forever: a pool that closed it when idle or old
-/// (sqlx closes idle connections after 10 minutes and every connection after 30 by
-/// default) would lose every table.
-fn pool_options(url: &str) -> SqlitePoolOptions {
-    if url.contains(":memory:") {
-        SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-    } else {
-        SqlitePoolOptions::new().max_connections(4)
     }
 }
 
@@ -171,21 +159,6 @@ impl AuditStore for SqliteAudit {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_in_memory_pool_never_closes_its_connection() {
-        let options = pool_options("sqlite::memory:");
-        assert_eq!(options.get_max_connections(), 1);
-        assert_eq!(options.get_min_connections(), 1);
-        assert_eq!(options.get_idle_timeout(), None);
-        assert_eq!(options.get_max_lifetime(), None);
-    }
-
-    #[test]
-    fn a_file_pool_keeps_several_connections() {
-        let options = pool_options("sqlite://audit.db");
-        assert_eq!(options.get_max_connections(), 4);
-    }
 
     #[tokio::test]
     async fn an_in_memory_audit_keeps_one_open_connection() {

@@ -1,6 +1,5 @@
-//! PostgreSQL for a stockcast service: every service owns one schema. Its pool sets
-//! `search_path` to that schema on every connection, migrations create the schema first, and
-//! tests drop it afterwards.
+//! PostgreSQL: every service owns one schema. Its pool sets `search_path` to that schema on
+//! every connection, migrations create the schema first, and tests drop it afterwards.
 
 use std::time::Duration;
 
