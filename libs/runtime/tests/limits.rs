@@ -91,6 +91,7 @@ async fn a_call_outliving_the_request_timeout_is_cancelled() {
     server.handle.await.unwrap().unwrap();
 }
 
+#[allow(clippy::unwrap_used)]
 async fn model_infer(addr: std::net::SocketAddr, bytes: usize) -> tonic::Status {
     use stockcast_proto::inference::ModelInferRequest;
     use stockcast_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;

@@ -13,4 +13,4 @@ pub use crate::classify::{SqlErrorKind, classify};
 pub use crate::open::{Database, Migrations, open};
 pub use crate::postgres::{SetupError, drop_schema, migrate, schema_pool, valid_schema};
 pub use crate::settings::{Backend, DatabaseSettings};
-pub use crate::sqlite::sqlite_pool;
+pub use crate::sqlite::{ExclusiveLock, lock_exclusively, sqlite_pool};

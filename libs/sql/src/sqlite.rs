@@ -37,6 +37,27 @@ fn pool_options(settings: &DatabaseSettings) -> SqlitePoolOptions {
     }
 }
 
+/// Holds an exclusive lock on a SQLite file database until dropped, so that tests can see
+/// how a store behaves when the database is busy.
+#[derive(Debug)]
+pub struct ExclusiveLock {
+    _connection: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    _pool: SqlitePool,
+}
+
+/// Takes an exclusive lock on the SQLite database of `settings` (a file database).
+pub async fn lock_exclusively(settings: &DatabaseSettings) -> Result<ExclusiveLock, sqlx::Error> {
+    let pool = sqlite_pool(settings).await?;
+    let mut connection = pool.acquire().await?;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *connection)
+        .await?;
+    Ok(ExclusiveLock {
+        _connection: connection,
+        _pool: pool,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use stockcast_runtime::Secret;

@@ -1,7 +1,7 @@
 //! A busy SQLite database is reported as unavailable (retry later), not as a refusal.
 
 use stockcast_runtime::Secret;
-use stockcast_sql::{DatabaseSettings, SqlErrorKind, classify, sqlite_pool};
+use stockcast_sql::{DatabaseSettings, SqlErrorKind, classify, lock_exclusively, sqlite_pool};
 
 #[tokio::test]
 async fn a_write_to_a_database_locked_by_another_connection_is_unavailable() {
@@ -11,25 +11,18 @@ async fn a_write_to_a_database_locked_by_another_connection_is_unavailable() {
         acquire_timeout_ms: 50,
         ..DatabaseSettings::for_schema("busy")
     };
-    let holder = sqlite_pool(&settings).await.unwrap();
-    sqlx::query("CREATE TABLE t (x INTEGER)")
-        .execute(&holder)
-        .await
-        .unwrap();
-    let mut lock = holder.acquire().await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-
     let writer = sqlite_pool(&settings).await.unwrap();
+    sqlx::query("CREATE TABLE t (x INTEGER)")
+        .execute(&writer)
+        .await
+        .unwrap();
+    let lock = lock_exclusively(&settings).await.unwrap();
     let error = sqlx::query("INSERT INTO t VALUES (1)")
         .execute(&writer)
         .await
         .unwrap_err();
     assert_eq!(classify(&error), SqlErrorKind::Unavailable, "{error}");
-
-    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
     sqlx::query("INSERT INTO t VALUES (1)")
         .execute(&writer)
         .await

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -215,7 +214,8 @@ impl Materializer {
             }
             return;
         };
-        let mut delay = Duration::from_millis(200);
+        let backoff = stockcast_runtime::Backoff::STARTUP;
+        let mut attempt = 0;
         let mut refused = 0;
         loop {
             if self.shutdown.is_triggered() {
@@ -252,11 +252,11 @@ impl Materializer {
                     }
                     warn!(job = %job.id, error = %e, "materialization chunk failed; retrying");
                     let _ = self.offline.update_job(&job).await;
-                    tokio::select! {
-                        () = self.shutdown.wait() => return,
-                        () = tokio::time::sleep(delay) => {}
+                    let wait = backoff.delay(attempt);
+                    attempt += 1;
+                    if !stockcast_runtime::retry::sleep_unless(&self.shutdown, wait).await {
+                        return;
                     }
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
         }

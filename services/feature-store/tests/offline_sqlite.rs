@@ -46,3 +46,25 @@ async fn an_unknown_url_scheme_is_refused() {
     let error = open(&settings).await.unwrap_err();
     assert!(error.to_string().contains("sqlite:"), "{error}");
 }
+
+/// A busy database is UNAVAILABLE (the batch is retried), as in every service.
+#[tokio::test]
+async fn a_busy_database_is_unavailable() {
+    use stockcast_feature_store::store::{StoreError, ViewId};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = DatabaseSettings {
+        url: stockcast_runtime::Secret::new(format!(
+            "sqlite://{}",
+            dir.path().join("f.db").display()
+        )),
+        acquire_timeout_ms: 50,
+        ..Default::default()
+    };
+    let store = open(&settings).await.unwrap();
+    let _lock = stockcast_sql::lock_exclusively(&settings).await.unwrap();
+    let error = store
+        .register_view(&ViewId::new("busy", 1), "{}")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+}

@@ -300,9 +300,8 @@ where
                     wait_ms = wait.as_millis() as u64,
                     "source unavailable; retrying"
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = inner.shutdown.wait() => return Ok(None),
+                if !stockcast_runtime::retry::sleep_unless(&inner.shutdown, wait).await {
+                    return Ok(None);
                 }
             }
             Err(fatal) => return Err(fatal),

@@ -305,12 +305,12 @@ impl AlphaVantage {
     }
 
     /// Delay before retry number `retry` (0-based): `retry_base_ms · 2^retry`, capped, then
-    /// jittered uniformly down to half so that parallel jobs spread out.
+    /// jittered down to half so that parallel jobs spread out (a base of 0 retries at once).
     fn backoff(&self, retry: u32) -> Duration {
         let base = Duration::from_millis(self.inner.settings.retry_base_ms);
-        let full = base.saturating_mul(1u32 << retry.min(16)).min(MAX_BACKOFF);
-        let half = full / 2;
-        half + half.mul_f64(rand::random::<f64>())
+        stockcast_runtime::Backoff::new(base, MAX_BACKOFF.max(base))
+            .map(|b| b.delay(retry))
+            .unwrap_or(Duration::ZERO)
     }
 
     /// `text` with the API key replaced, for anything that leaves this module.
