@@ -209,3 +209,24 @@ fn engines_and_output_kinds_are_inferred() {
     assert_eq!((p.rows, p.width), (1, 2));
     assert!((p.row(0).iter().sum::<f32>() - 1.0).abs() < 1e-6);
 }
+
+#[test]
+fn each_row_run_alone_equals_its_row_in_the_batch() {
+    // batch 1 and larger batches take different paths through the tree kernels
+    for (name, case) in cases() {
+        let bytes = std::fs::read(fixtures().join(case["model"].as_str().unwrap())).unwrap();
+        let model = Model::load(&bytes).unwrap();
+        let n = model.n_features();
+        let input: Vec<f32> = floats(&case["input"]).iter().map(|&v| v as f32).collect();
+        let batch = model.run(&input).unwrap();
+        for (r, row) in input.chunks_exact(n).enumerate() {
+            let alone = model.run(row).unwrap();
+            for (a, b) in alone.values.iter().zip(batch.row(r)) {
+                assert!(
+                    (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                    "{name} row {r}: {a} alone, {b} in the batch"
+                );
+            }
+        }
+    }
+}

@@ -207,6 +207,37 @@ impl Ensemble {
     #[inline(always)]
     fn leaf<const M: u8, const MISS: bool>(&self, mut i: u32, row: &[f32]) -> usize {
         while i & LEAF == 0 {
+            i = self.step::<M, MISS>(i, row);
+        }
+        (i & !LEAF) as usize
+    }
+
+    /// Walks `N` paths in lockstep (several trees for one row, or one tree for several
+    /// rows): the paths' loads are independent, so the CPU overlaps their latencies.
+    #[inline(always)]
+    fn leaves<const N: usize, const M: u8, const MISS: bool>(
+        &self,
+        mut idx: [u32; N],
+        rows: [&[f32]; N],
+    ) -> [usize; N] {
+        loop {
+            let mut active = false;
+            for k in 0..N {
+                if idx[k] & LEAF == 0 {
+                    idx[k] = self.step::<M, MISS>(idx[k], rows[k]);
+                    active = true;
+                }
+            }
+            if !active {
+                return idx.map(|i| (i & !LEAF) as usize);
+            }
+        }
+    }
+
+    /// One level down from branch node `i`.
+    #[inline(always)]
+    fn step<const M: u8, const MISS: bool>(&self, i: u32, row: &[f32]) -> u32 {
+        {
             let n = &self.nodes[i as usize];
             let x = row[(n.bits & FEATURE_MASK) as usize];
             let mode = if M == MIXED {
@@ -226,9 +257,8 @@ impl Ensemble {
             if MISS {
                 go |= n.bits & MISSING_TRUE != 0 && x.is_nan();
             }
-            i = n.children[usize::from(!go)];
+            n.children[usize::from(!go)]
         }
-        (i & !LEAF) as usize
     }
 
     fn acc<const M: u8, const MISS: bool>(
@@ -241,9 +271,35 @@ impl Ensemble {
     ) {
         let t = self.n_targets;
         if t == 1 && matches!(agg, Aggregate::Sum | Aggregate::Average) {
-            for &root in &self.roots {
-                for (row, score) in x.chunks_exact(nf).zip(scores.iter_mut()) {
-                    *score += self.leaf_value[self.leaf::<M, MISS>(root, row)];
+            // the sums still add trees in order, as onnxruntime does
+            const LANES: usize = 4;
+            let rows: Vec<&[f32]> = x.chunks_exact(nf).collect();
+            if let [row] = rows[..] {
+                let mut groups = self.roots.chunks_exact(LANES);
+                for g in &mut groups {
+                    let idx: [u32; LANES] = std::array::from_fn(|k| g[k]);
+                    for leaf in self.leaves::<LANES, M, MISS>(idx, [row; LANES]) {
+                        scores[0] += self.leaf_value[leaf];
+                    }
+                }
+                for &root in groups.remainder() {
+                    scores[0] += self.leaf_value[self.leaf::<M, MISS>(root, row)];
+                }
+            } else {
+                for &root in &self.roots {
+                    let mut groups = rows.chunks_exact(LANES);
+                    let mut r = 0;
+                    for g in &mut groups {
+                        let group: [&[f32]; LANES] = std::array::from_fn(|k| g[k]);
+                        let leaves = self.leaves::<LANES, M, MISS>([root; LANES], group);
+                        for (k, leaf) in leaves.into_iter().enumerate() {
+                            scores[r + k] += self.leaf_value[leaf];
+                        }
+                        r += LANES;
+                    }
+                    for (k, row) in groups.remainder().iter().enumerate() {
+                        scores[r + k] += self.leaf_value[self.leaf::<M, MISS>(root, row)];
+                    }
                 }
             }
             has.iter_mut().for_each(|h| *h = true);
