@@ -8,6 +8,8 @@
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+pub mod hostile;
+
 /// A server that tests need.
 #[derive(Debug, Clone, Copy)]
 pub struct Server {

@@ -218,19 +218,28 @@ fn job_to_proto(job: &JobRecord) -> pb::MaterializationJob {
     }
 }
 
-/// The range of `google.protobuf.Timestamp`: 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z.
-const MIN_SECONDS: i64 = -62_135_596_800;
-const MAX_SECONDS: i64 = 253_402_300_799;
+/// How far past now a queried time may be, seconds.
+const MAX_FUTURE_SECS: Ts = 86_400;
 
-fn check_seconds(field: &str, seconds: i64) -> Result<(), Status> {
-    if (MIN_SECONDS..=MAX_SECONDS).contains(&seconds) {
-        Ok(())
-    } else {
-        Err(invalid(
+/// Seconds of a requested time: nanos within 0..1e9 and seconds within 1900-01-01 ..
+/// now + 1 day (docs/contracts.md, input limits).
+fn check_timestamp(field: &str, ts: &prost_types::Timestamp, now: Ts) -> Result<Ts, Status> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(invalid(
             field,
-            format!("{seconds} s is outside the timestamp range (years 0001 to 9999)"),
-        ))
+            format!("nanos {} is outside 0..1000000000", ts.nanos),
+        ));
     }
+    if !(stockcast_market::MIN_TS..=now.saturating_add(MAX_FUTURE_SECS)).contains(&ts.seconds) {
+        return Err(invalid(
+            field,
+            format!(
+                "{} s is outside 1900-01-01T00:00:00Z .. now + 1 day",
+                ts.seconds
+            ),
+        ));
+    }
+    Ok(ts.seconds)
 }
 
 fn time_range(
@@ -241,10 +250,14 @@ fn time_range(
     let Some(range) = range else {
         return Err(invalid(field, "is missing"));
     };
-    let from = range.start.as_ref().map(|t| t.seconds).unwrap_or(0);
-    let until = range.end.as_ref().map(|t| t.seconds).unwrap_or(now + 1);
-    check_seconds(&format!("{field}.start"), from)?;
-    check_seconds(&format!("{field}.end"), until)?;
+    let from = match &range.start {
+        Some(t) => check_timestamp(&format!("{field}.start"), t, now)?,
+        None => 0,
+    };
+    let until = match &range.end {
+        Some(t) => check_timestamp(&format!("{field}.end"), t, now)?,
+        None => now + 1,
+    };
     if from >= until {
         return Err(invalid(
             field,
@@ -351,6 +364,7 @@ impl FeatureStoreService for Api {
                         ),
                     ));
                 }
+                let now = now();
                 let mut entities = Vec::with_capacity(rows.rows.len());
                 for (i, row) in rows.rows.into_iter().enumerate() {
                     check_symbol(&format!("entity_rows.rows[{i}].symbol"), &row.symbol)?;
@@ -360,9 +374,9 @@ impl FeatureStoreService for Api {
                             "is missing",
                         ));
                     };
-                    check_seconds(&format!("entity_rows.rows[{i}].timestamp"), ts.seconds)?;
+                    let field = format!("entity_rows.rows[{i}].timestamp");
                     // Whole seconds, rounded down: nothing after the as-of instant is used.
-                    entities.push((row.symbol, ts.seconds));
+                    entities.push((row.symbol, check_timestamp(&field, &ts, now)?));
                 }
                 let mut header = Some(pb::HistoricalFeaturesHeader {
                     total_rows: entities.len() as i64,
