@@ -64,6 +64,9 @@ pub struct LimitedBody {
     /// The part of a length prefix seen so far.
     prefix: [u8; PREFIX],
     prefix_len: usize,
+    /// The length of a message over the limit, once seen: the bytes before it pass, then
+    /// the body fails.
+    over: Option<usize>,
     failed: bool,
 }
 
@@ -76,13 +79,15 @@ impl LimitedBody {
             payload_left: 0,
             prefix: [0; PREFIX],
             prefix_len: 0,
+            over: None,
             failed: false,
         }
     }
 
-    /// Reads the message boundaries in `data`; the length of the first message over the
-    /// limit, if any.
-    fn scan(&mut self, data: &Bytes) -> Option<usize> {
+    /// Reads the message boundaries in `data`; the first message over the limit, if any, as
+    /// its length and where its prefix starts in `data` (0 when it started in an earlier
+    /// chunk).
+    fn scan(&mut self, data: &Bytes) -> Option<(usize, usize)> {
         let mut rest = &data[..];
         while !rest.is_empty() {
             if self.payload_left > 0 {
@@ -104,7 +109,8 @@ impl LimitedBody {
                     self.prefix[4],
                 ]) as usize;
                 if len > self.limit {
-                    return Some(len);
+                    let end = data.len() - rest.len();
+                    return Some((len, end.saturating_sub(PREFIX)));
                 }
                 self.payload_left = len;
             }
@@ -124,15 +130,7 @@ impl HttpBody for LimitedBody {
         if self.failed {
             return Poll::Ready(None);
         }
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
-        };
-        if let Some(data) = frame.data_ref()
-            && let Some(len) = self.scan(data)
-        {
+        if let Some(len) = self.over {
             self.failed = true;
             let limit = self.limit;
             return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
@@ -140,7 +138,29 @@ impl HttpBody for LimitedBody {
                  (server.max_message_bytes)"
             )))));
         }
-        Poll::Ready(Some(Ok(frame)))
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let Some(data) = frame.data_ref() else {
+            return Poll::Ready(Some(Ok(frame)));
+        };
+        match self.scan(data) {
+            None => Poll::Ready(Some(Ok(frame))),
+            Some((len, start)) => {
+                // The messages before the one over the limit are delivered first (a stream
+                // keeps what it received before the break).
+                self.over = Some(len);
+                let before = data.slice(..start);
+                if before.is_empty() {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(Frame::data(before))))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -168,6 +188,18 @@ mod tests {
         stream
             .chunks(piece.max(1))
             .find_map(|chunk| body.scan(&Bytes::copy_from_slice(chunk)))
+            .map(|(len, _)| len)
+    }
+
+    #[test]
+    fn the_messages_before_the_one_over_the_limit_are_kept() {
+        let mut stream = message(10);
+        stream.extend(message(3));
+        let first_two = stream.len();
+        stream.extend(message(101));
+        let mut body = LimitedBody::new(Body::empty(), 100);
+        let (len, start) = body.scan(&Bytes::from(stream)).unwrap();
+        assert_eq!((len, start), (101, first_two));
     }
 
     #[test]
