@@ -6,6 +6,7 @@
 //!   horizon, and optionally the output kind) read from ONNX `metadata_props` or registry
 //!   version tags.
 //! - [`metadata`]: reading an ONNX model's `metadata_props` without loading its graph.
+//! - [`train`]: closed-form ridge regression and its ONNX export.
 //! - [`Model`] (feature `run`, on by default): `Model::load(bytes)` checks the graph against
 //!   the contract; `Model::run(batch)` runs it. Standard-opset graphs run on tract's
 //!   optimized path; graphs with ONNX-ML operators (tree ensembles, linear models) run on a
@@ -16,6 +17,7 @@
 pub mod contract;
 pub mod metadata;
 pub mod proto;
+pub mod train;
 
 #[cfg(feature = "run")]
 mod engine_tract;
