@@ -151,7 +151,7 @@ impl IngestionService for Api {
                 format!(
                     "stream broke after {index} bars: {}; bars before index {sent} are stored, \
                      resend from index {sent}",
-                    cut(status.message())
+                    status.message()
                 ),
             ));
         }

@@ -455,13 +455,18 @@ async fn a_push_that_fails_reports_exactly_what_was_stored_and_rejections_are_sh
         ]))
         .await
         .expect_err("a message over the limit breaks the stream");
-    assert!(
-        status.message().contains("bars before index 2 are stored"),
-        "{}",
-        status.message()
-    );
-    assert!(status.message().len() < 1_024, "{}", status.message().len());
-    assert_eq!(stored(&service, "BRK").await, 2);
+    // Where the break is seen depends on how far the server read ahead (at most the one
+    // complete batch of two); the answer must name it exactly.
+    let message = status.message();
+    let index: usize = message
+        .split("bars before index ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stored index in {message}"));
+    assert!(index == 0 || index == 2, "{message}");
+    assert!(message.len() < 1_024, "{}", message.len());
+    assert_eq!(stored(&service, "BRK").await, index, "{message}");
     service.stop().await;
 }
 
