@@ -17,7 +17,9 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditEntry, AuditFilter, ChangeKind, Origin};
 use crate::changes::{Event, timestamp, to_proto};
-use crate::deadline::{Budget, parse_grpc_timeout, within};
+use stockcast_runtime::grpc::parse_grpc_timeout;
+
+use crate::deadline::{Budget, within};
 use crate::error::Error;
 use crate::proxy::{Proxy, VersionView};
 use crate::registry::{ArtifactFormat, ModelInfo};

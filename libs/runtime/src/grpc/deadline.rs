@@ -5,9 +5,16 @@
 
 use std::time::Duration;
 
-/// The `grpc-timeout` of `headers`: at most 8 digits and a unit (H, M, S, m, u, n).
-pub(crate) fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+/// The `grpc-timeout` of `headers`, if it is valid.
+pub fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    parse_grpc_timeout(headers.get("grpc-timeout")?.to_str().ok()?)
+}
+
+/// Parses a `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if !value.is_ascii() {
+        return None;
+    }
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -40,7 +47,21 @@ mod tests {
         assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
         assert_eq!(parse("3H"), Some(Duration::from_secs(10_800)));
         assert_eq!(parse("99999999n"), Some(Duration::from_nanos(99_999_999)));
-        for bad in ["", "m", "123456789m", "1x", "-1m", "1.5S", "🦀"] {
+        for bad in [
+            "",
+            "m",
+            "123456789m",
+            "1x",
+            "-1m",
+            "1.5S",
+            "🦀",
+            "1🦀",
+            "S",
+            "5",
+            "5s",
+            "é",
+        ] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

@@ -21,6 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use self::deadline::{client_timeout, parse_grpc_timeout};
 pub use self::limits::{LimitedBody, MessageLimits};
 pub use self::middleware::{GrpcMiddleware, GrpcMiddlewareLayer, code_name};
 use crate::metrics::SERVING;
