@@ -152,3 +152,53 @@ async fn the_configured_limit_replaces_tonics_four_mib_default() {
     shutdown.trigger();
     server.handle.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_client_abandons_gives_back_its_slot_and_is_counted_cancelled() {
+    let _ = stockcast_runtime::metrics::handle();
+    let shutdown = Shutdown::new();
+    let server = start(
+        ServerSettings {
+            concurrency_limit: 1,
+            ..settings()
+        },
+        shutdown.clone(),
+    )
+    .await;
+    server.ready.store(true, Ordering::SeqCst);
+
+    // The client gives up after 100 ms; the handler would sleep for 30 s.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        slow_call(channel(server.addr), 30_000),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the call should still be running");
+    // The one slot is free again: a new call is served, not shed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match slow_call(channel(server.addr), 0).await {
+            Ok(live) => {
+                assert!(live);
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the abandoned call kept its slot"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    let text = stockcast_runtime::metrics::handle().render();
+    let cancelled = r#"stockcast_grpc_server_requests_total{service="lifecycle-test",method="/inference.GRPCInferenceService/ServerLive",code="CANCELLED"} 1"#;
+    assert!(text.contains(cancelled), "missing {cancelled} in\n{text}");
+    assert!(
+        text.contains(r#"stockcast_grpc_server_in_flight{service="lifecycle-test"} 0"#),
+        "{text}"
+    );
+    shutdown.trigger();
+    server.handle.await.unwrap().unwrap();
+}

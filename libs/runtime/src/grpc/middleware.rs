@@ -93,7 +93,7 @@ where
             ));
             let record = Record::new(service, method, None, tracing::Span::none());
             let response = status.into_http::<Body>();
-            return Box::pin(async move { Ok(MeteredBody::wrap(response, record)) });
+            return Box::pin(async move { Ok(MeteredBody::wrap(response, Some(record))) });
         };
 
         let span = tracing::info_span!(
@@ -119,6 +119,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
+            // Recorded as CANCELLED if this future is dropped before the handler answers (the
+            // client reset the stream): the permit and the in-flight gauge are given back.
+            let mut pending = Pending(Some(record));
             let call = inner.call(request).instrument(span);
             let response = match deadline {
                 None => call.await?,
@@ -128,8 +131,20 @@ where
                         .into_http::<Body>(),
                 },
             };
+            let record = pending.0.take();
             Ok(MeteredBody::wrap(response, record))
         })
+    }
+}
+
+/// A call's record until its handler answers.
+struct Pending(Option<Record>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(record) = self.0.take() {
+            record.finish(Code::Cancelled);
+        }
     }
 }
 
@@ -211,12 +226,12 @@ impl std::fmt::Debug for MeteredBody {
 }
 
 impl MeteredBody {
-    fn wrap(response: http::Response<Body>, record: Record) -> http::Response<Self> {
+    fn wrap(response: http::Response<Body>, record: Option<Record>) -> http::Response<Self> {
         let header_code = grpc_status(response.headers());
         response.map(|inner| Self {
             inner,
             header_code,
-            record: Some(record),
+            record,
         })
     }
 }
