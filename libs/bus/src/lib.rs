@@ -6,6 +6,7 @@
 //! by the consumer. Two implementations pass one conformance suite: [`kafka::KafkaBus`] on
 //! rdkafka and [`memory::MemoryBus`] in-process (the embedded default).
 
+pub mod consume;
 mod dead_letter;
 pub mod kafka;
 pub mod memory;
@@ -18,6 +19,10 @@ pub mod conformance;
 
 use async_trait::async_trait;
 
+pub use crate::consume::{
+    ApplyError, BatchHandler, ConsumeError, ConsumeSettings, Prepared, batch_span_parent,
+    consume_batches,
+};
 pub use crate::dead_letter::{DeadLetter, dead_letter_topic};
 pub use crate::kafka::{KafkaBus, KafkaSettings};
 pub use crate::memory::{MemoryBus, Retention};

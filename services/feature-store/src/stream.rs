@@ -13,6 +13,9 @@
 //!    one transaction;
 //! 5. commit the offsets.
 //!
+//! The loop around these steps (batching, dead-letter publishing, retries, commits, shutdown)
+//! is the bus's [`stockcast_bus::consume_batches`]; this module is its handler.
+//!
 //! A crash anywhere before 5 redelivers the batch. Redelivered bars equal to the stored ones
 //! are recognized as duplicates and skipped (the transaction of step 4 stored them together
 //! with their features and state), so every effect happens exactly once.
@@ -27,14 +30,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::TraceContextExt as _;
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use stockcast_bus::{BusError, Consumer, DeadLetter, EventBus, Message, Offsets};
+use stockcast_bus::{
+    ApplyError, BatchHandler, BusError, ConsumeError, ConsumeSettings, DeadLetter, EventBus,
+    Message, Prepared,
+};
 use stockcast_market::{Bar, Interval, ValidationSettings, Validator};
 use stockcast_proto::stockcast::events::v1::MarketBarEvent;
 use stockcast_proto::stockcast::types::v1::RejectReason;
-use tracing::{Instrument as _, info, warn};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use stockcast_runtime::Shutdown;
+use stockcast_runtime::retry::{Backoff, BackoffError};
+use tracing::{info, warn};
 
 use crate::SERVICE;
 use crate::store::{
@@ -58,7 +65,7 @@ pub struct StreamSettings {
     /// Bars per page when replaying stored history.
     pub replay_page: usize,
     /// First delay before retrying a batch that failed on a store, milliseconds; doubles up
-    /// to 5 s.
+    /// to 5 s (or this delay when longer), with jitter.
     pub retry_ms: u64,
 }
 
@@ -99,6 +106,12 @@ pub enum StreamError {
     /// A fail point fired.
     #[error("stopped at fail point {0:?}")]
     FailPoint(FailPoint),
+    /// `stream.retry_ms` does not make a backoff.
+    #[error("config key `stream.retry_ms`: {0}")]
+    Retry(#[from] BackoffError),
+    /// A store failed in a way retrying cannot fix (today every store failure is retried).
+    #[error("store: {0}")]
+    Store(StoreError),
 }
 
 /// Counters of one batch (and, summed, of a processor's life).
@@ -159,13 +172,13 @@ struct Incoming {
     revision: i32,
 }
 
-/// A decoded batch.
-struct Prepared {
+/// A decoded batch (its dead letters are published by the consume loop).
+#[derive(Default)]
+struct Work {
     events: u64,
     /// Usable bars in arrival order, by (symbol, interval).
     groups: BTreeMap<(String, Interval), Vec<Incoming>>,
-    /// Dead letters by dead-letter topic.
-    letters: BTreeMap<String, Vec<stockcast_bus::Record>>,
+    dead_letters: u64,
 }
 
 impl Processor {
@@ -207,110 +220,48 @@ impl Processor {
     }
 
     /// Consumes `topic` until `stop` resolves (finishing and committing the batch in hand)
-    /// or a fail point fires.
+    /// or a fail point fires. The loop is [`stockcast_bus::consume_batches`]: store failures
+    /// retry the batch as a whole, dead letters are published once per batch before its
+    /// effects, offsets are committed after both stores have the batch.
     pub async fn run(
         mut self,
         topic: &str,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<BatchStats, StreamError> {
-        let mut consumer = self.bus.subscribe(&self.settings.group, &[topic]).await?;
-        tokio::pin!(stop);
         let first_delay = Duration::from_millis(self.settings.retry_ms.max(1));
-        let mut consume_delay = first_delay;
-        loop {
-            let batch = tokio::select! {
+        let settings = ConsumeSettings {
+            batch_max: self.settings.batch_max,
+            batch_wait: Duration::from_millis(self.settings.batch_wait_ms),
+            retry: Backoff::new(first_delay, first_delay.max(Duration::from_secs(5)))?,
+        };
+        let bus = Arc::clone(&self.bus);
+        let mut consumer = bus.subscribe(&self.settings.group, &[topic]).await?;
+        let shutdown = Shutdown::new();
+        let result = {
+            let mut handler = Handler(&mut self);
+            let consume = stockcast_bus::consume_batches(
+                bus.as_ref(),
+                consumer.as_mut(),
+                &mut handler,
+                &settings,
+                &shutdown,
+            );
+            tokio::pin!(consume, stop);
+            tokio::select! {
                 biased;
-                () = &mut stop => return Ok(self.totals),
-                batch = self.next_batch(consumer.as_mut()) => batch,
-            };
-            let batch = match batch {
-                Ok(batch) => {
-                    consume_delay = first_delay;
-                    batch
-                }
-                Err(BusError::Closed) => return Err(StreamError::Bus(BusError::Closed)),
-                Err(e) => {
-                    // Broker trouble: nothing was taken from the consumer, so nothing is
-                    // lost; wait and read again.
-                    metrics::counter!("stockcast_features_consume_errors_total").increment(1);
-                    warn!(error = %e, retry_in_ms = consume_delay.as_millis() as u64, "consuming market bars failed; retrying");
-                    if !backoff(stop.as_mut(), &mut consume_delay).await {
-                        return Ok(self.totals);
-                    }
-                    continue;
-                }
-            };
-            self.batches += 1;
-            let span = batch_span(&batch);
-            // Decode once; dead letters are published once per batch, before its effects.
-            let prepared = self.prepare(&batch);
-            let mut delay = first_delay;
-            while !prepared.letters.is_empty() {
-                match self
-                    .publish_letters(&prepared)
-                    .instrument(span.clone())
-                    .await
-                {
-                    Ok(()) => break,
-                    Err(e) => {
-                        warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "dead-letter publish failed; retrying");
-                        if !backoff(stop.as_mut(), &mut delay).await {
-                            return Ok(self.totals);
-                        }
-                    }
+                result = &mut consume => result,
+                () = &mut stop => {
+                    shutdown.trigger();
+                    consume.await
                 }
             }
-            let mut delay = first_delay;
-            loop {
-                match self.process(&prepared).instrument(span.clone()).await {
-                    Ok(stats) => {
-                        self.totals += stats;
-                        break;
-                    }
-                    Err(Failure::Fail(point)) => return Err(StreamError::FailPoint(point)),
-                    Err(Failure::Store(e)) => {
-                        // Nothing was committed: the batch is retried as a whole, and the
-                        // state cache may be ahead of the stores, so drop it.
-                        self.cache.clear();
-                        metrics::counter!("stockcast_features_batch_retries_total").increment(1);
-                        warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "feature batch failed; retrying");
-                        if !backoff(stop.as_mut(), &mut delay).await {
-                            return Ok(self.totals);
-                        }
-                    }
-                }
-            }
-            let mut offsets = Offsets::new();
-            for m in &batch {
-                offsets.track(m);
-            }
-            // A failed commit redelivers the batch; the duplicates are skipped.
-            match consumer.commit(&offsets).await {
-                Ok(()) => {
-                    self.committed
-                        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(e) => warn!(error = %e, "offset commit failed; the batch will be redelivered"),
-            }
+        };
+        match result {
+            Ok(()) => Ok(self.totals),
+            Err(ConsumeError::Bus(e)) => Err(StreamError::Bus(e)),
+            Err(ConsumeError::Apply(Failure::Fail(point))) => Err(StreamError::FailPoint(point)),
+            Err(ConsumeError::Apply(Failure::Store(e))) => Err(StreamError::Store(e)),
         }
-    }
-
-    async fn next_batch(&mut self, consumer: &mut dyn Consumer) -> Result<Vec<Message>, BusError> {
-        let first = consumer.recv().await?;
-        let mut batch = vec![first];
-        let deadline = Instant::now() + Duration::from_millis(self.settings.batch_wait_ms);
-        while batch.len() < self.settings.batch_max {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match tokio::time::timeout(left, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(m),
-                // Process what was taken; the error shows again on the next read.
-                Ok(Err(_)) | Err(_) => break,
-            }
-        }
-        Ok(batch)
     }
 
     fn check_fail(&self, point: fn(usize) -> FailPoint) -> Result<(), Failure> {
@@ -321,44 +272,33 @@ impl Processor {
     }
 
     /// Decodes a batch: usable bars by (symbol, interval), dead letters by topic.
-    fn prepare(&self, batch: &[Message]) -> Prepared {
-        let mut prepared = Prepared {
+    fn decode_batch(&self, batch: &[Message]) -> Prepared<Work> {
+        let mut prepared = Prepared::new(Work {
             events: batch.len() as u64,
-            groups: BTreeMap::new(),
-            letters: BTreeMap::new(),
-        };
+            ..Work::default()
+        });
         let now = chrono::Utc::now().timestamp();
         for message in batch {
             match self.decode(message, now) {
                 Ok((bar, revision)) => prepared
+                    .work
                     .groups
                     .entry((bar.symbol.clone(), bar.interval))
                     .or_default()
                     .push(Incoming { bar, revision }),
-                Err(letter) => prepared
-                    .letters
-                    .entry(stockcast_bus::dead_letter_topic(&message.topic))
-                    .or_default()
-                    .push(letter.for_consumed(message, &self.settings.group)),
+                Err(letter) => prepared.dead_letter(message, letter, &self.settings.group),
             }
         }
+        prepared.work.dead_letters = prepared.dead_letter_count() as u64;
         prepared
     }
 
-    /// One acknowledged publish per dead-letter topic.
-    async fn publish_letters(&self, prepared: &Prepared) -> Result<(), BusError> {
-        for (topic, records) in &prepared.letters {
-            self.bus.publish_batch(topic, records.clone()).await?;
-        }
-        Ok(())
-    }
-
     /// Processes one decoded batch into both stores (without committing offsets).
-    async fn process(&mut self, prepared: &Prepared) -> Result<BatchStats, Failure> {
+    async fn process(&mut self, prepared: &Work) -> Result<BatchStats, Failure> {
         let started = Instant::now();
         let mut stats = BatchStats {
             events: prepared.events,
-            dead_letters: prepared.letters.values().map(|l| l.len() as u64).sum(),
+            dead_letters: prepared.dead_letters,
             ..BatchStats::default()
         };
         // A copy: a failed attempt is retried from the same decoded batch.
@@ -712,47 +652,70 @@ impl Processor {
     }
 }
 
-/// Sleeps `delay` (then doubles it, up to 5 s) unless `stop` resolves first; `false` when it
-/// did.
-async fn backoff(
-    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    delay: &mut Duration,
-) -> bool {
-    tokio::select! {
-        biased;
-        () = stop => return false,
-        () = tokio::time::sleep(*delay) => {}
+/// The processor as the consume loop's handler.
+struct Handler<'a>(&'a mut Processor);
+
+#[async_trait]
+impl BatchHandler for Handler<'_> {
+    type Work = Work;
+    type Error = Failure;
+
+    fn prepare(&mut self, batch: &[Message]) -> Prepared<Work> {
+        self.0.batches += 1;
+        self.0.decode_batch(batch)
     }
-    *delay = (*delay * 2).min(Duration::from_secs(5));
-    true
-}
 
-/// Most producer traces linked from one batch's span.
-const MAX_LINKS: usize = 32;
-
-/// The span of one batch: a child of the first event's producer trace (so a trace shows the
-/// hop from ingestion to the feature store), linked to the other events' traces.
-fn batch_span(batch: &[Message]) -> tracing::Span {
-    let span = tracing::info_span!("feature_batch", events = batch.len());
-    let mut seen = std::collections::HashSet::new();
-    for (i, message) in batch.iter().enumerate() {
-        let cx = message.trace_context();
-        let remote = cx.span().span_context().clone();
-        if !remote.is_valid() || !seen.insert(remote.trace_id()) {
-            continue;
-        }
-        if i == 0 {
-            let _ = span.set_parent(cx);
-        } else if seen.len() <= MAX_LINKS {
-            span.add_link(remote);
+    async fn apply(&mut self, work: &Work) -> Result<(), ApplyError<Failure>> {
+        match self.0.process(work).await {
+            Ok(stats) => {
+                self.0.totals += stats;
+                Ok(())
+            }
+            Err(e @ Failure::Store(_)) => Err(ApplyError::Transient(e)),
+            Err(e @ Failure::Fail(_)) => Err(ApplyError::Fatal(e)),
         }
     }
-    span
+
+    /// A child of the first event's producer trace (so a trace shows the hop from ingestion
+    /// to the feature store), linked to the other events' traces.
+    fn span(&self, batch: &[Message]) -> tracing::Span {
+        let span = tracing::info_span!("feature_batch", events = batch.len());
+        stockcast_bus::batch_span_parent(&span, batch);
+        span
+    }
+
+    fn consume_failed(&mut self, _error: &BusError) {
+        metrics::counter!("stockcast_features_consume_errors_total").increment(1);
+    }
+
+    fn apply_retried(&mut self, _error: &Failure) {
+        // Nothing was committed: the batch is retried as a whole, and the state cache may be
+        // ahead of the stores, so drop it.
+        self.0.cache.clear();
+        metrics::counter!("stockcast_features_batch_retries_total").increment(1);
+    }
+
+    fn committed(&mut self, records: usize) {
+        self.0
+            .committed
+            .fetch_add(records as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
+/// Why applying a batch failed: a store (retried) or a fail point (the processor stops).
+#[derive(Debug)]
 enum Failure {
     Store(StoreError),
     Fail(FailPoint),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Store(e) => e.fmt(f),
+            Failure::Fail(point) => write!(f, "stopped at fail point {point:?}"),
+        }
+    }
 }
 
 fn record_metrics(stats: &BatchStats, took: Duration) {
