@@ -44,7 +44,8 @@ impl StartError {
     }
 }
 
-/// Attempts while waiting for a dependency at start-up (about 25 s with [`Backoff::STARTUP`]).
+/// Attempts while waiting for a dependency at start-up: 13 to 26 s of waiting in all with
+/// [`Backoff::STARTUP`]'s jitter.
 pub const STARTUP_ATTEMPTS: u32 = 10;
 
 /// Runs `op` until it succeeds, retrying errors that `is_transient` accepts with

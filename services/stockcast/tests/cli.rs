@@ -271,7 +271,7 @@ fn sigterm_while_waiting_for_the_database_stops_each_service_at_once() {
             logs.contains("stopped before the dependency was reachable"),
             "{service}:\n{logs}"
         );
-        // The start-up wait alone lasts about 25 s; SIGTERM must not wait it out (nor the
+        // The start-up wait alone lasts 13 to 26 s; SIGTERM must not wait it out (nor the
         // 20 s shutdown grace).
         assert!(
             took < Duration::from_secs(15),
