@@ -67,18 +67,17 @@ const ECHO_CHARS: usize = 64;
 /// `value` as a message may repeat it: quoted, cut after 64 characters with its length in
 /// bytes, so that an error never grows with the input (a 9 MiB symbol is not sent back).
 pub fn echo(value: &str) -> String {
-    match value.char_indices().nth(ECHO_CHARS) {
-        None => format!("{value:?}"),
-        Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
+    let head = cut(value);
+    if head.len() == value.len() {
+        format!("{value:?}")
+    } else {
+        format!("{head:?}… ({} bytes)", value.len())
     }
 }
 
 /// `value` cut to at most 64 characters, for fields that carry a client's value back.
 pub fn cut(value: &str) -> &str {
-    match value.char_indices().nth(ECHO_CHARS) {
-        None => value,
-        Some((end, _)) => &value[..end],
-    }
+    stockcast_runtime::echo::prefix(value, ECHO_CHARS)
 }
 
 /// Checks bars against the rules. Cheap to clone.

@@ -18,12 +18,20 @@ pub const MAX_ECHOED_CHARS: usize = 128;
 /// assert!(truncate_for_message(&long).ends_with("…(+19872 characters)"));
 /// ```
 pub fn truncate_for_message(value: &str) -> Cow<'_, str> {
-    match value.char_indices().nth(MAX_ECHOED_CHARS) {
-        None => Cow::Borrowed(value),
-        Some((cut, _)) => {
-            let rest = value[cut..].chars().count();
-            Cow::Owned(format!("{}…(+{rest} characters)", &value[..cut]))
-        }
+    let head = prefix(value, MAX_ECHOED_CHARS);
+    if head.len() == value.len() {
+        return Cow::Borrowed(value);
+    }
+    let rest = value[head.len()..].chars().count();
+    Cow::Owned(format!("{head}…(+{rest} characters)"))
+}
+
+/// The first `chars` characters of `value` (all of it when shorter), cut on a character
+/// boundary.
+pub fn prefix(value: &str, chars: usize) -> &str {
+    match value.char_indices().nth(chars) {
+        None => value,
+        Some((end, _)) => &value[..end],
     }
 }
 
