@@ -106,15 +106,17 @@ pub enum RetryError<E> {
     /// The operation failed with an error that is not worth retrying, or the attempts or
     /// the time budget ran out; the last error.
     Failed(E),
-    /// Shutdown fired while waiting to retry; the last error.
-    Stopped(E),
+    /// Shutdown fired while waiting to retry (the last error), or while an attempt was still
+    /// running (`None`: a dependency that hangs must not hold up shutdown).
+    Stopped(Option<E>),
 }
 
 impl<E> RetryError<E> {
-    /// The last error, however the retries ended.
-    pub fn into_inner(self) -> E {
+    /// The last error, if an attempt ended with one.
+    pub fn into_inner(self) -> Option<E> {
         match self {
-            RetryError::Failed(e) | RetryError::Stopped(e) => e,
+            RetryError::Failed(e) => Some(e),
+            RetryError::Stopped(e) => e,
         }
     }
 }
@@ -171,7 +173,12 @@ impl Retry {
     {
         let mut attempt: u32 = 0;
         loop {
-            let error = match op().await {
+            let outcome = tokio::select! {
+                biased;
+                () = shutdown.wait() => return Err(RetryError::Stopped(None)),
+                outcome = op() => outcome,
+            };
+            let error = match outcome {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
@@ -184,7 +191,7 @@ impl Retry {
                 return Err(RetryError::Failed(error));
             }
             if shutdown.is_triggered() {
-                return Err(RetryError::Stopped(error));
+                return Err(RetryError::Stopped(Some(error)));
             }
             tracing::warn!(
                 what,
@@ -195,7 +202,7 @@ impl Retry {
             );
             tokio::select! {
                 biased;
-                () = shutdown.wait() => return Err(RetryError::Stopped(error)),
+                () = shutdown.wait() => return Err(RetryError::Stopped(Some(error))),
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -351,7 +358,27 @@ mod tests {
                 || async { Err("down".to_owned()) },
             )
             .await;
-        assert_eq!(out, Err(RetryError::Stopped("down".to_owned())));
+        assert_eq!(out, Err(RetryError::Stopped(Some("down".to_owned()))));
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_an_attempt_that_hangs() {
+        // A dependency that accepts connections and never answers.
+        let shutdown = Shutdown::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            trigger.trigger();
+        });
+        let out: Result<(), RetryError<String>> = Retry::new(quick())
+            .run(
+                "test",
+                &shutdown,
+                |_: &String| true,
+                std::future::pending::<Result<(), String>>,
+            )
+            .await;
+        assert_eq!(out, Err(RetryError::Stopped(None)));
     }
 
     #[tokio::test]
