@@ -39,6 +39,15 @@ pub fn served<'a>(
     catalog.find(name, version)
 }
 
+/// The served view of a feature request (fields `feature_view`, `feature_view_version`).
+pub fn feature_view<'a>(catalog: &'a Catalog, name: &str, version: i32) -> Result<&'a View, Error> {
+    served(
+        catalog,
+        ("feature_view", name),
+        ("feature_view_version", version),
+    )
+}
+
 fn check_symbol(field: &str, symbol: &str) -> Result<(), Error> {
     if symbol.is_empty() {
         return Err(Error::invalid(field, "is empty"));
@@ -131,12 +140,7 @@ pub fn history_query(
     req: pb::GetHistoricalFeaturesRequest,
     now: Ts,
 ) -> Result<HistoryQuery, Error> {
-    let view = served(
-        catalog,
-        ("feature_view", &req.feature_view),
-        ("feature_view_version", req.feature_view_version),
-    )?
-    .clone();
+    let view = feature_view(catalog, &req.feature_view, req.feature_view_version)?.clone();
     let page = match req.max_rows_per_chunk {
         0 => DEFAULT_CHUNK,
         n if n < 0 || n as usize > MAX_CHUNK => {
@@ -286,6 +290,58 @@ impl From<Vector<'_>> for pb::FeatureVector {
                 present: presence(&v.values),
                 values: v.values,
             },
+        }
+    }
+}
+
+/// The vectors of `symbols` read from the online store for `view` at `now`, in order.
+#[derive(Debug)]
+pub struct OnlineRead<'a> {
+    /// The view read.
+    pub view: &'a View,
+    /// The symbols asked for.
+    pub symbols: Vec<String>,
+    /// What the store holds for each, if anything.
+    pub vectors: Vec<Option<OnlineVector>>,
+    /// When they were read.
+    pub now: Ts,
+}
+
+impl From<OnlineRead<'_>> for pb::GetOnlineFeaturesResponse {
+    fn from(read: OnlineRead<'_>) -> Self {
+        let OnlineRead {
+            view,
+            symbols,
+            vectors,
+            now,
+        } = read;
+        pb::GetOnlineFeaturesResponse {
+            feature_view: view.id.name.clone(),
+            feature_view_version: view.id.version,
+            feature_names: view.names.clone(),
+            vectors: symbols
+                .into_iter()
+                .zip(vectors)
+                .map(|(symbol, vector)| {
+                    pb::FeatureVector::from(Vector {
+                        view,
+                        symbol,
+                        vector,
+                        now,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&HistoryQuery> for pb::HistoricalFeaturesHeader {
+    fn from(query: &HistoryQuery) -> Self {
+        pb::HistoricalFeaturesHeader {
+            feature_view: query.view.id.name.clone(),
+            feature_view_version: query.view.id.version,
+            feature_names: query.view.names.clone(),
+            total_rows: query.total_rows(),
         }
     }
 }

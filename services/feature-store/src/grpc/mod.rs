@@ -13,7 +13,9 @@ use stockcast_proto::stockcast::features::v1::feature_store_service_server::Feat
 use stockcast_runtime::clock::SharedClock;
 use tonic::{Request, Response, Status};
 
-use self::convert::{Judged, Vector, check_symbols, job_id, page, served, time_range};
+use self::convert::{
+    Judged, OnlineRead, check_symbols, feature_view, job_id, page, served, time_range,
+};
 use crate::error::Error;
 use crate::history;
 use crate::materialize::{MaterializeSpec, Materializer};
@@ -43,36 +45,18 @@ impl FeatureStoreService for Api {
         request: Request<pb::GetOnlineFeaturesRequest>,
     ) -> Result<Response<pb::GetOnlineFeaturesResponse>, Status> {
         let req = request.into_inner();
-        let view = served(
-            &self.catalog,
-            ("feature_view", &req.feature_view),
-            ("feature_view_version", req.feature_view_version),
-        )?;
+        let view = feature_view(&self.catalog, &req.feature_view, req.feature_view_version)?;
         convert::online_symbols(&req.symbols)?;
-        let vectors = self
-            .online
-            .read(&view.id, &req.symbols)
-            .await
-            .map_err(Error::from)?;
-        let now = self.clock.now_seconds();
-        Ok(Response::new(pb::GetOnlineFeaturesResponse {
-            feature_view: view.id.name.clone(),
-            feature_view_version: view.id.version,
-            feature_names: view.names.clone(),
-            vectors: req
-                .symbols
-                .into_iter()
-                .zip(vectors)
-                .map(|(symbol, vector)| {
-                    pb::FeatureVector::from(Vector {
-                        view,
-                        symbol,
-                        vector,
-                        now,
-                    })
-                })
-                .collect(),
-        }))
+        let vectors = self.online.read(&view.id, &req.symbols).await;
+        Ok(Response::new(
+            OnlineRead {
+                view,
+                symbols: req.symbols,
+                vectors: vectors.map_err(Error::from)?,
+                now: self.clock.now_seconds(),
+            }
+            .into(),
+        ))
     }
 
     async fn get_historical_features(
@@ -82,12 +66,7 @@ impl FeatureStoreService for Api {
         let req = request.into_inner();
         let query = convert::history_query(&self.catalog, req, self.clock.now_seconds())?;
         let view = query.view.clone();
-        let mut header = Some(pb::HistoricalFeaturesHeader {
-            feature_view: view.id.name.clone(),
-            feature_view_version: view.id.version,
-            feature_names: view.names.clone(),
-            total_rows: query.total_rows(),
-        });
+        let mut header = Some(pb::HistoricalFeaturesHeader::from(&query));
         let rows = history::pages(Arc::clone(&self.offline), query).map(move |page| {
             let rows = page.map_err(|e| Status::from(Error::from(e)))?;
             Ok(pb::GetHistoricalFeaturesResponse {
@@ -130,11 +109,7 @@ impl FeatureStoreService for Api {
         request: Request<pb::MaterializeRequest>,
     ) -> Result<Response<pb::MaterializeResponse>, Status> {
         let req = request.into_inner();
-        served(
-            &self.catalog,
-            ("feature_view", &req.feature_view),
-            ("feature_view_version", req.feature_view_version),
-        )?;
+        feature_view(&self.catalog, &req.feature_view, req.feature_view_version)?;
         check_symbols("symbols", &req.symbols)?;
         let (from, until) = time_range("range", req.range.as_ref(), self.clock.now_seconds())?;
         let job = self
