@@ -97,3 +97,64 @@ impl Processor {
         Ok((bar, event.revision))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prost::Message as _;
+    use stockcast_market::ValidationSettings;
+    use stockcast_runtime::clock::ManualClock;
+
+    use super::*;
+    use crate::store::memory::MemoryOnline;
+    use crate::stream::StreamSettings;
+    use crate::view::{Catalog, default_view};
+
+    #[tokio::test]
+    async fn whether_a_bar_is_in_the_future_is_judged_by_the_injected_clock() {
+        let bar = Bar {
+            symbol: "AAPL".into(),
+            interval: Interval::D1,
+            ts: 1_700_006_400,
+            open: 100.0,
+            high: 101.0,
+            low: 99.0,
+            close: 100.5,
+            volume: 1.0e6,
+        };
+        let event = MarketBarEvent {
+            bar: Some(bar.to_proto("test")),
+            ..MarketBarEvent::default()
+        };
+        let message = Message {
+            topic: "bars".into(),
+            partition: 0,
+            offset: 0,
+            key: "AAPL".into(),
+            payload: event.encode_to_vec().into(),
+            headers: Vec::new(),
+            timestamp_ms: None,
+        };
+        // The bar closes a day after it opens: at its open time it is in the future.
+        let clock = ManualClock::at_ms(bar.ts * 1_000);
+        let processor = Processor::new(
+            Arc::new(Catalog::new(&[default_view()]).unwrap()),
+            Arc::new(MemoryOnline::new()),
+            crate::store::offline::open(&Default::default())
+                .await
+                .unwrap(),
+            Arc::new(stockcast_bus::MemoryBus::new()),
+            StreamSettings::default(),
+            &ValidationSettings::default(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        let decoded = |p: &Processor| p.decode_batch(std::slice::from_ref(&message)).work;
+        let early = decoded(&processor);
+        assert_eq!((early.dead_letters, early.groups.len()), (1, 0));
+        clock.set_ms((bar.ts + 86_400) * 1_000);
+        let on_time = decoded(&processor);
+        assert_eq!((on_time.dead_letters, on_time.groups.len()), (0, 1));
+    }
+}
