@@ -217,31 +217,59 @@ fn entity_rows(rows: Vec<pb::EntityRow>, now: Ts) -> Result<Vec<(String, Ts)>, E
     Ok(entities)
 }
 
-/// Position and size of a page of views.
-pub fn page(req: &pb::ListFeatureViewsRequest) -> Result<(usize, usize), Error> {
-    let size = match req.page_size {
-        0 => 100,
-        n if (1..=1000).contains(&n) => n as usize,
-        n => {
-            return Err(Error::invalid(
-                "page_size",
-                format!("{n} is outside 1..=1000"),
-            ));
-        }
-    };
-    let start = if req.page_token.is_empty() {
-        0
-    } else {
-        req.page_token
-            .parse::<usize>()
-            .map_err(|_| Error::invalid("page_token", "is not a token this service issued"))?
-    };
-    Ok((start, size))
+/// Which page of the feature views a list request wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewPage {
+    /// Every version, or only the current ones.
+    pub all_versions: bool,
+    /// Position of the first view.
+    pub start: usize,
+    /// Most views.
+    pub size: usize,
 }
 
-/// A job id.
-pub fn job_id(raw: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(raw).map_err(|_| Error::invalid("job_id", format!("{raw:?} is not a UUID")))
+impl TryFrom<&pb::ListFeatureViewsRequest> for ViewPage {
+    type Error = Error;
+
+    fn try_from(req: &pb::ListFeatureViewsRequest) -> Result<Self, Error> {
+        let size = match req.page_size {
+            0 => 100,
+            n if (1..=1000).contains(&n) => n as usize,
+            n => {
+                return Err(Error::invalid(
+                    "page_size",
+                    format!("{n} is outside 1..=1000"),
+                ));
+            }
+        };
+        let start = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token
+                .parse::<usize>()
+                .map_err(|_| Error::invalid("page_token", "is not a token this service issued"))?
+        };
+        Ok(Self {
+            all_versions: req.all_versions,
+            start,
+            size,
+        })
+    }
+}
+
+/// The job a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobId(pub Uuid);
+
+impl TryFrom<&pb::GetMaterializationJobRequest> for JobId {
+    type Error = Error;
+
+    fn try_from(req: &pb::GetMaterializationJobRequest) -> Result<Self, Error> {
+        let raw = &req.job_id;
+        Uuid::parse_str(raw)
+            .map(JobId)
+            .map_err(|_| Error::invalid("job_id", format!("{raw:?} is not a UUID")))
+    }
 }
 
 impl From<FeatureStatus> for pb::FeatureStatus {

@@ -14,7 +14,7 @@ use stockcast_runtime::clock::SharedClock;
 use tonic::{Request, Response, Status};
 
 use self::convert::{
-    Judged, OnlineRead, check_symbols, feature_view, job_id, page, served, time_range,
+    JobId, Judged, OnlineRead, ViewPage, check_symbols, feature_view, served, time_range,
 };
 use crate::error::Error;
 use crate::history;
@@ -84,9 +84,8 @@ impl FeatureStoreService for Api {
         &self,
         request: Request<pb::ListFeatureViewsRequest>,
     ) -> Result<Response<pb::ListFeatureViewsResponse>, Status> {
-        let req = request.into_inner();
-        let (start, size) = page(&req)?;
-        let (views, next) = self.catalog.page(req.all_versions, start, size);
+        let page = ViewPage::try_from(&request.into_inner())?;
+        let (views, next) = self.catalog.page(page.all_versions, page.start, page.size);
         Ok(Response::new(pb::ListFeatureViewsResponse {
             views: views.into_iter().map(pb::FeatureView::from).collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
@@ -132,7 +131,7 @@ impl FeatureStoreService for Api {
         &self,
         request: Request<pb::GetMaterializationJobRequest>,
     ) -> Result<Response<pb::GetMaterializationJobResponse>, Status> {
-        let id = job_id(&request.into_inner().job_id)?;
+        let JobId(id) = JobId::try_from(&request.into_inner())?;
         let job = self
             .materializer
             .job(id)
