@@ -5,6 +5,7 @@ use stockcast_market::convert::seconds_to_proto;
 use stockcast_proto::stockcast::features::v1 as pb;
 use stockcast_proto::stockcast::features::v1::get_historical_features_request::Entities as PbEntities;
 use stockcast_proto::stockcast::types::v1 as types;
+use stockcast_runtime::echo::truncate_for_message;
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -55,7 +56,7 @@ fn check_symbol(field: &str, symbol: &str) -> Result<(), Error> {
     if symbol.len() > 32 {
         return Err(Error::invalid(
             field,
-            format!("{symbol:?} is longer than 32 bytes"),
+            format!("{:?} is longer than 32 bytes", truncate_for_message(symbol)),
         ));
     }
     Ok(())
@@ -266,9 +267,10 @@ impl TryFrom<&pb::GetMaterializationJobRequest> for JobId {
 
     fn try_from(req: &pb::GetMaterializationJobRequest) -> Result<Self, Error> {
         let raw = &req.job_id;
-        Uuid::parse_str(raw)
-            .map(JobId)
-            .map_err(|_| Error::invalid("job_id", format!("{raw:?} is not a UUID")))
+        Uuid::parse_str(raw).map(JobId).map_err(|_| {
+            let raw = truncate_for_message(raw);
+            Error::invalid("job_id", format!("{raw:?} is not a UUID"))
+        })
     }
 }
 

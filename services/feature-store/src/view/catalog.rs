@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use stockcast_market::Interval;
+use stockcast_runtime::echo::truncate_for_message;
 
 use super::{View, ViewError, ViewSpec};
 use crate::error::Error;
@@ -73,12 +74,14 @@ impl Catalog {
             let known: Vec<String> = self.views.iter().map(|v| v.id.to_string()).collect();
             Error::NotFound(if version == 0 {
                 format!(
-                    "feature view {name:?} is not served (served: {})",
+                    "feature view {:?} is not served (served: {})",
+                    truncate_for_message(name),
                     known.join(", ")
                 )
             } else {
                 format!(
-                    "feature view {name:?} version {version} is not served (served: {})",
+                    "feature view {:?} version {version} is not served (served: {})",
+                    truncate_for_message(name),
                     known.join(", ")
                 )
             })
