@@ -13,10 +13,10 @@
 //!    one transaction;
 //! 5. commit the offsets.
 //!
-//! Step 1 is [`decode`], step 2 [`restore`] (the states and the stored bars a redelivery
-//! may repeat) and [`fold`], steps 3 and 4 [`write`]. The loop around these steps (batching,
-//! dead-letter publishing, retries, commits, shutdown) is the bus's
-//! [`stockcast_bus::consume_batches`]; [`handler`] plugs the processor into it.
+//! Step 1 is `decode.rs`, step 2 `restore.rs` (the states and the stored bars a redelivery
+//! may repeat) and `fold.rs`, steps 3 and 4 `write.rs`. The loop around these steps
+//! (batching, dead-letter publishing, retries, commits, shutdown) is the bus's
+//! [`stockcast_bus::consume_batches`]; `handler.rs` plugs the processor into it.
 //!
 //! A crash anywhere before 5 redelivers the batch. Redelivered bars equal to the stored ones
 //! are recognized as duplicates and skipped (the transaction of step 4 stored them together
