@@ -4,12 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
+use super::rows::{self, BarRow, CoverageRow, JobRow};
 use super::{
     BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
     StoreTx, StoredBar, rounds,
@@ -112,46 +113,17 @@ SELECT up.symbol, up.interval, extract(epoch FROM up.ts)::bigint AS ts, up.revis
 FROM up LEFT JOIN old USING (symbol, interval, ts)
 "#;
 
-/// Columns of a job row, times as epoch seconds (a macro, so queries stay `&'static str`).
+/// Columns of a job row as [`JobRow`] reads them: the id as text, times as epoch seconds (a
+/// macro, so queries stay `&'static str`).
 macro_rules! job_columns {
     () => {
-        "job_id, request_id, spec, state, chunks_total, chunks_done, \
+        "job_id::text AS job_id, request_id, spec, state, chunks_total, chunks_done, \
          bars_accepted, bars_rejected, bars_duplicate, bars_corrected, \
          extract(epoch FROM created_at)::bigint AS created_at, \
          extract(epoch FROM started_at)::bigint AS started_at, \
          extract(epoch FROM finished_at)::bigint AS finished_at, \
          extract(epoch FROM updated_at)::bigint AS updated_at, resumes, error"
     };
-}
-
-fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
-    let spec: sqlx::types::Json<BackfillSpec> = row.try_get("spec")?;
-    let state: String = row.try_get("state")?;
-    Ok(JobRecord {
-        id: row.try_get("job_id")?,
-        request_id: row.try_get("request_id")?,
-        spec: spec.0,
-        state: JobState::parse(&state)?,
-        chunks_total: row.try_get("chunks_total")?,
-        chunks_done: row.try_get("chunks_done")?,
-        counts: Counts {
-            accepted: row.try_get("bars_accepted")?,
-            rejected: row.try_get("bars_rejected")?,
-            duplicate: row.try_get("bars_duplicate")?,
-            corrected: row.try_get("bars_corrected")?,
-        },
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        updated_at: row.try_get("updated_at")?,
-        resumes: row.try_get("resumes")?,
-        error: row.try_get("error")?,
-    })
-}
-
-fn parse_interval(name: &str) -> Result<Interval, StoreError> {
-    name.parse()
-        .map_err(|e| StoreError::Corrupt(format!("interval: {e}")))
 }
 
 #[async_trait]
@@ -174,7 +146,7 @@ impl BarStore for PostgresStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<StoredBar>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<BarRow> = sqlx::query_as(
             "SELECT extract(epoch FROM ts)::bigint AS ts, open, high, low, close, volume, source, revision \
              FROM bars WHERE symbol = $1 AND interval = $2 AND ts >= to_timestamp($3) AND ts < to_timestamp($4) \
              ORDER BY ts",
@@ -185,24 +157,10 @@ impl BarStore for PostgresStore {
         .bind(end)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredBar {
-                    bar: Bar {
-                        symbol: symbol.to_owned(),
-                        interval,
-                        ts: row.try_get("ts")?,
-                        open: row.try_get("open")?,
-                        high: row.try_get("high")?,
-                        low: row.try_get("low")?,
-                        close: row.try_get("close")?,
-                        volume: row.try_get("volume")?,
-                    },
-                    source: row.try_get("source")?,
-                    revision: row.try_get("revision")?,
-                })
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_stored(symbol, interval))
+            .collect())
     }
 
     async fn coverage(
@@ -215,7 +173,7 @@ impl BarStore for PostgresStore {
         let (after_symbol, after_interval) = after
             .map(|(s, i)| (s, i.as_str().to_owned()))
             .unwrap_or_default();
-        let rows = sqlx::query(
+        let rows: Vec<CoverageRow> = sqlx::query_as(
             "SELECT symbol, interval, extract(epoch FROM min(ts))::bigint AS first_ts, \
                     extract(epoch FROM max(ts))::bigint AS last_ts, count(*) AS bar_count \
              FROM bars \
@@ -230,18 +188,7 @@ impl BarStore for PostgresStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let interval: String = row.try_get("interval")?;
-                Ok(Coverage {
-                    symbol: row.try_get("symbol")?,
-                    interval: parse_interval(&interval)?,
-                    first_ts: row.try_get("first_ts")?,
-                    last_ts: row.try_get("last_ts")?,
-                    bar_count: row.try_get("bar_count")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(Coverage::try_from).collect()
     }
 
     async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
@@ -259,7 +206,7 @@ impl BarStore for PostgresStore {
         request_id: Option<&str>,
         spec: &BackfillSpec,
     ) -> Result<JobRecord, StoreError> {
-        let inserted = sqlx::query(concat!(
+        let inserted: Option<JobRow> = sqlx::query_as(concat!(
             "INSERT INTO backfill_jobs (job_id, request_id, spec, state) VALUES ($1, $2, $3, 'pending') \
              ON CONFLICT (request_id) DO NOTHING RETURNING ",
             job_columns!()
@@ -272,7 +219,7 @@ impl BarStore for PostgresStore {
         let row = match inserted {
             Some(row) => row,
             None => {
-                sqlx::query(concat!(
+                sqlx::query_as(concat!(
                     "SELECT ",
                     job_columns!(),
                     " FROM backfill_jobs WHERE request_id = $1"
@@ -282,25 +229,24 @@ impl BarStore for PostgresStore {
                 .await?
             }
         };
-        job_from_row(&row)
+        row.try_into()
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM backfill_jobs WHERE job_id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(job_from_row)
-        .transpose()
+        rows::job(
+            sqlx::query_as(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM backfill_jobs WHERE job_id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?,
+        )
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
+        let found = sqlx::query_as(concat!(
             "SELECT ",
             job_columns!(),
             " FROM backfill_jobs \
@@ -315,7 +261,7 @@ impl BarStore for PostgresStore {
         .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(super::readable_jobs(&rows, job_from_row))
+        Ok(rows::readable_jobs(found))
     }
 
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
@@ -327,8 +273,8 @@ impl BarStore for PostgresStore {
         Ok(keys.into_iter().collect())
     }
 
-    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
+        let applied = sqlx::query(
             "UPDATE backfill_jobs SET \
                 state = COALESCE($2, state), \
                 chunks_total = COALESCE($3, chunks_total), \
@@ -337,7 +283,7 @@ impl BarStore for PostgresStore {
                 resumes = resumes + CASE WHEN $6 THEN 1 ELSE 0 END, \
                 error = COALESCE($7, error), \
                 updated_at = now() \
-             WHERE job_id = $1",
+             WHERE job_id = $1 AND ($8::text IS NULL OR state = $8)",
         )
         .bind(id)
         .bind(update.state.map(JobState::as_str))
@@ -346,9 +292,11 @@ impl BarStore for PostgresStore {
         .bind(update.finished)
         .bind(update.resumed)
         .bind(update.error.as_deref())
+        .bind(update.only_from.map(JobState::as_str))
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(applied == 1)
     }
 }
 

@@ -3,12 +3,13 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, Sqlite, Transaction};
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
+use super::rows::{self, BarRow, CoverageRow, JobRow};
 use super::{
     BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
     StoreTx, StoredBar,
@@ -44,32 +45,6 @@ impl SqliteStore {
     }
 }
 
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
-    let spec: sqlx::types::Json<BackfillSpec> = row.try_get("spec")?;
-    let state: String = row.try_get("state")?;
-    let id: String = row.try_get("job_id")?;
-    Ok(JobRecord {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))?,
-        request_id: row.try_get("request_id")?,
-        spec: spec.0,
-        state: JobState::parse(&state)?,
-        chunks_total: row.try_get("chunks_total")?,
-        chunks_done: row.try_get("chunks_done")?,
-        counts: Counts {
-            accepted: row.try_get("bars_accepted")?,
-            rejected: row.try_get("bars_rejected")?,
-            duplicate: row.try_get("bars_duplicate")?,
-            corrected: row.try_get("bars_corrected")?,
-        },
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        updated_at: row.try_get("updated_at")?,
-        resumes: row.try_get("resumes")?,
-        error: row.try_get("error")?,
-    })
-}
-
 #[async_trait]
 impl BarStore for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
@@ -90,7 +65,7 @@ impl BarStore for SqliteStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<StoredBar>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<BarRow> = sqlx::query_as(
             "SELECT ts, open, high, low, close, volume, source, revision FROM bars \
              WHERE symbol = ? AND interval = ? AND ts >= ? AND ts < ? ORDER BY ts",
         )
@@ -100,24 +75,10 @@ impl BarStore for SqliteStore {
         .bind(end)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredBar {
-                    bar: Bar {
-                        symbol: symbol.to_owned(),
-                        interval,
-                        ts: row.try_get("ts")?,
-                        open: row.try_get("open")?,
-                        high: row.try_get("high")?,
-                        low: row.try_get("low")?,
-                        close: row.try_get("close")?,
-                        volume: row.try_get("volume")?,
-                    },
-                    source: row.try_get("source")?,
-                    revision: row.try_get("revision")?,
-                })
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_stored(symbol, interval))
+            .collect())
     }
 
     async fn coverage(
@@ -130,7 +91,7 @@ impl BarStore for SqliteStore {
         let (after_symbol, after_interval) = after
             .map(|(s, i)| (s, i.as_str().to_owned()))
             .unwrap_or_default();
-        let rows = sqlx::query(
+        let rows: Vec<CoverageRow> = sqlx::query_as(
             "SELECT symbol, interval, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS bar_count \
              FROM bars WHERE (?1 IS NULL OR interval = ?1) AND substr(symbol, 1, length(?2)) = ?2 \
                AND (symbol > ?3 OR (symbol = ?3 AND interval > ?4)) \
@@ -143,20 +104,7 @@ impl BarStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let interval: String = row.try_get("interval")?;
-                Ok(Coverage {
-                    symbol: row.try_get("symbol")?,
-                    interval: interval
-                        .parse()
-                        .map_err(|e| StoreError::Corrupt(format!("interval: {e}")))?,
-                    first_ts: row.try_get("first_ts")?,
-                    last_ts: row.try_get("last_ts")?,
-                    bar_count: row.try_get("bar_count")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(Coverage::try_from).collect()
     }
 
     async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
@@ -174,45 +122,38 @@ impl BarStore for SqliteStore {
         request_id: Option<&str>,
         spec: &BackfillSpec,
     ) -> Result<JobRecord, StoreError> {
-        if let Some(request_id) = request_id {
-            let existing = sqlx::query("SELECT * FROM backfill_jobs WHERE request_id = ?")
-                .bind(request_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(row) = existing {
-                return job_from_row(&row);
-            }
-        }
-        let id = Uuid::now_v7();
-        let now = crate::ingest::now_seconds();
-        sqlx::query(
-            "INSERT INTO backfill_jobs (job_id, request_id, spec, state, created_at, updated_at) \
-             VALUES (?, ?, ?, 'pending', ?, ?)",
+        let inserted: Option<JobRow> = sqlx::query_as(
+            "INSERT INTO backfill_jobs (job_id, request_id, spec, state) VALUES (?, ?, ?, 'pending') \
+             ON CONFLICT (request_id) DO NOTHING RETURNING *",
         )
-        .bind(id.to_string())
+        .bind(Uuid::now_v7().to_string())
         .bind(request_id)
         .bind(sqlx::types::Json(spec))
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        self.job(id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))
+        let row = match inserted {
+            Some(row) => row,
+            None => {
+                sqlx::query_as("SELECT * FROM backfill_jobs WHERE request_id = ?")
+                    .bind(request_id)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        row.try_into()
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        sqlx::query("SELECT * FROM backfill_jobs WHERE job_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(job_from_row)
-            .transpose()
+        rows::job(
+            sqlx::query_as("SELECT * FROM backfill_jobs WHERE job_id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let rows = sqlx::query(
+        let found = sqlx::query_as(
             "SELECT * FROM backfill_jobs \
              WHERE (?1 IS NULL OR state = ?1) \
                AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.symbols') WHERE value = ?2)) \
@@ -225,7 +166,7 @@ impl BarStore for SqliteStore {
         .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(super::readable_jobs(&rows, job_from_row))
+        Ok(rows::readable_jobs(found))
     }
 
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
@@ -237,18 +178,17 @@ impl BarStore for SqliteStore {
         Ok(keys.into_iter().collect())
     }
 
-    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<(), StoreError> {
-        let now = crate::ingest::now_seconds();
-        sqlx::query(
+    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
+        let applied = sqlx::query(
             "UPDATE backfill_jobs SET \
                 state = COALESCE(?2, state), \
                 chunks_total = COALESCE(?3, chunks_total), \
-                started_at = CASE WHEN ?4 THEN COALESCE(started_at, ?8) ELSE started_at END, \
-                finished_at = CASE WHEN ?5 THEN ?8 ELSE finished_at END, \
+                started_at = CASE WHEN ?4 THEN COALESCE(started_at, unixepoch()) ELSE started_at END, \
+                finished_at = CASE WHEN ?5 THEN unixepoch() ELSE finished_at END, \
                 resumes = resumes + CASE WHEN ?6 THEN 1 ELSE 0 END, \
                 error = COALESCE(?7, error), \
-                updated_at = ?8 \
-             WHERE job_id = ?1",
+                updated_at = unixepoch() \
+             WHERE job_id = ?1 AND (?8 IS NULL OR state = ?8)",
         )
         .bind(id.to_string())
         .bind(update.state.map(JobState::as_str))
@@ -257,10 +197,11 @@ impl BarStore for SqliteStore {
         .bind(update.finished)
         .bind(update.resumed)
         .bind(update.error.as_deref())
-        .bind(now)
+        .bind(update.only_from.map(JobState::as_str))
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(applied == 1)
     }
 }
 
