@@ -6,11 +6,14 @@ use stockcast_market::sources::SourceParams;
 use stockcast_market::{Bar, Interval, cut, echo};
 use stockcast_proto::stockcast::ingestion::v1 as pb;
 use stockcast_proto::stockcast::types::v1 as types;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Status, Streaming};
 
 use crate::coverage::{SymbolCoverage, SymbolQuery};
 use crate::error::Error;
 use crate::ingest::{Item, Report};
 use crate::jobs::{JobFilter, JobRecord, JobState};
+use crate::push::{Cause, Stopped};
 
 const MAX_PAGE: i32 = 1_000;
 const DEFAULT_PAGE: i32 = 100;
@@ -169,13 +172,44 @@ pub(super) fn dependency(name: &str, kind: &str, error: Option<String>) -> pb::D
     }
 }
 
+/// The records of a push stream, each message's with their indexes. `index` counts the bars
+/// received: a bar's index when the client sends no lines. A message that cannot be read
+/// breaks the stream with a status saying after how many bars.
+pub(super) fn pushed(
+    stream: Streaming<pb::PushBarsRequest>,
+) -> impl Stream<Item = Result<Vec<(i64, Item)>, Status>> + Unpin {
+    let mut index = 0i64;
+    stream.map(move |message| {
+        let received = index;
+        message
+            .and_then(|m| message_items(m, &mut index).map_err(Status::from))
+            .map_err(|status| {
+                let message = format!("stream broke after {received} bars: {}", status.message());
+                Status::new(status.code(), message)
+            })
+    })
+}
+
+/// A stopped push as a status, with the index to resend from.
+impl From<Stopped<Status>> for Status {
+    fn from(stopped: Stopped<Status>) -> Self {
+        let status = match stopped.cause {
+            Cause::Store(error) => Status::from(error),
+            Cause::Input(status) => status,
+        };
+        let n = stopped.resend_from;
+        let message = format!(
+            "{}; bars before index {n} are stored, resend from index {n}",
+            status.message()
+        );
+        Status::new(status.code(), message)
+    }
+}
+
 /// A pushed bar as a domain item; an unconvertible one keeps its protobuf bytes.
 /// The records of one message in input order, each with its index: the bar's line when the
 /// client sent `lines`, else its stream position (`next` counts bars across the stream).
-pub(super) fn message_items(
-    message: pb::PushBarsRequest,
-    next: &mut i64,
-) -> Result<Vec<(i64, Item)>, Error> {
+fn message_items(message: pb::PushBarsRequest, next: &mut i64) -> Result<Vec<(i64, Item)>, Error> {
     let pb::PushBarsRequest {
         bars,
         lines,

@@ -9,14 +9,13 @@ use std::sync::Arc;
 use stockcast_market::convert::seconds_to_proto;
 use stockcast_proto::stockcast::ingestion::v1 as pb;
 use stockcast_proto::stockcast::ingestion::v1::ingestion_service_server::IngestionService;
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::backfill_request::{Rules, backfill_spec};
 use crate::coverage::{Catalog, SymbolQuery};
 use crate::ingest::{Ingestor, Origin};
 use crate::jobs::{Backfills, JobFilter};
-use crate::push::{self, Cause, Stopped};
+use crate::push;
 
 /// Implements the gRPC service over the domain.
 #[derive(Debug, Clone)]
@@ -42,15 +41,6 @@ impl std::fmt::Debug for BudgetProbe {
     }
 }
 
-/// `status` with `; bars before index {n} are stored, resend from index {n}` added.
-fn resend_from(status: Status, n: i64) -> Status {
-    let message = format!(
-        "{}; bars before index {n} are stored, resend from index {n}",
-        status.message()
-    );
-    Status::new(status.code(), message)
-}
-
 #[tonic::async_trait]
 impl IngestionService for Api {
     async fn push_bars(
@@ -60,32 +50,15 @@ impl IngestionService for Api {
         let client = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        // `index` counts bars received: a bar's index when the client sends no lines.
-        let mut index = 0i64;
-        let messages = request.into_inner().map(move |message| {
-            let received = index;
-            message
-                .and_then(|m| convert::message_items(m, &mut index).map_err(Status::from))
-                .map_err(|status| {
-                    let message =
-                        format!("stream broke after {received} bars: {}", status.message());
-                    Status::new(status.code(), message)
-                })
-        });
-        let origin = Origin::push(client);
-        match push::push(&self.ingestor, self.batch_size, &origin, messages).await {
-            Ok(report) => Ok(Response::new(report.into())),
-            Err(Stopped {
-                cause,
-                resend_from: n,
-            }) => Err(resend_from(
-                match cause {
-                    Cause::Store(error) => error.into(),
-                    Cause::Input(status) => status,
-                },
-                n,
-            )),
-        }
+        let messages = convert::pushed(request.into_inner());
+        let report = push::push(
+            &self.ingestor,
+            self.batch_size,
+            &Origin::push(client),
+            messages,
+        )
+        .await?;
+        Ok(Response::new(report.into()))
     }
 
     async fn start_backfill(
