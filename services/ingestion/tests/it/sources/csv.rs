@@ -178,7 +178,7 @@ async fn a_csv_backfill_stores_good_rows_and_dead_letters_bad_lines_by_number() 
         "CSV dead letters must carry the 1-based line number as index and the original line \
          as text/csv payload (docs/ingestion.md: \"`csv` with the line number\"; the CSV line \
          as original payload). A row that parses but fails validation (high < low) loses \
-         both: services/ingestion/src/jobs.rs (`SourceRecord::Bar(bar) => (i as i64, ...)` in \
+         both: services/ingestion/src/jobs/mod.rs (`SourceRecord::Bar(bar) => (i as i64, ...)` in \
          `run`) indexes it by its position in the chunk, and ingest.rs dead-letters the \
          re-encoded protobuf Bar, because SourceRecord::Bar carries neither line nor bytes.\n{}",
         wrong.join("\n")
