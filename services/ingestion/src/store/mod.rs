@@ -5,6 +5,7 @@
 
 mod postgres;
 pub use self::postgres::valid_schema;
+mod jobs;
 mod rows;
 mod sqlite;
 

@@ -10,10 +10,11 @@ use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
-use super::rows::{self, BarRow, CoverageRow, JobRow};
+use super::jobs::{JobStatements, Jobs};
+use super::rows::{BarRow, CoverageRow};
 use super::{
-    BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
-    StoreTx, StoredBar, rounds,
+    BarStore, Counts, Coverage, JobFilter, JobRecord, JobUpdate, Outcome, StoreError, StoreTx,
+    StoredBar, rounds,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -63,6 +64,10 @@ impl PostgresStore {
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn jobs(&self) -> Jobs<Postgres> {
+        Jobs::new(self.pool.clone(), &JOBS)
     }
 }
 
@@ -125,6 +130,44 @@ macro_rules! job_columns {
          extract(epoch FROM updated_at)::bigint AS updated_at, resumes, error"
     };
 }
+
+/// The job statements in PostgreSQL's dialect (ids arrive as text).
+static JOBS: JobStatements = JobStatements {
+    create: concat!(
+        "INSERT INTO backfill_jobs (job_id, request_id, spec, state) \
+         VALUES ($1::uuid, $2, $3, 'pending') ON CONFLICT (request_id) DO NOTHING RETURNING ",
+        job_columns!()
+    ),
+    by_request: concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM backfill_jobs WHERE request_id = $1"
+    ),
+    by_id: concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM backfill_jobs WHERE job_id = $1::uuid"
+    ),
+    list: concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM backfill_jobs \
+         WHERE ($1::text IS NULL OR state = $1) \
+           AND ($2::text IS NULL OR spec->'symbols' ? $2) \
+           AND ($3::uuid IS NULL OR job_id < $3::uuid) \
+         ORDER BY job_id DESC LIMIT $4"
+    ),
+    done_chunks: "SELECT chunk_key FROM backfill_chunks WHERE job_id = $1::uuid",
+    update: "UPDATE backfill_jobs SET \
+                state = COALESCE($2, state), \
+                chunks_total = COALESCE($3, chunks_total), \
+                started_at = CASE WHEN $4 THEN COALESCE(started_at, now()) ELSE started_at END, \
+                finished_at = CASE WHEN $5 THEN now() ELSE finished_at END, \
+                resumes = resumes + CASE WHEN $6 THEN 1 ELSE 0 END, \
+                error = COALESCE($7, error), \
+                updated_at = now() \
+             WHERE job_id = $1::uuid AND ($8::text IS NULL OR state = $8) RETURNING job_id::text",
+};
 
 #[async_trait]
 impl BarStore for PostgresStore {
@@ -206,97 +249,23 @@ impl BarStore for PostgresStore {
         request_id: Option<&str>,
         spec: &BackfillSpec,
     ) -> Result<JobRecord, StoreError> {
-        let inserted: Option<JobRow> = sqlx::query_as(concat!(
-            "INSERT INTO backfill_jobs (job_id, request_id, spec, state) VALUES ($1, $2, $3, 'pending') \
-             ON CONFLICT (request_id) DO NOTHING RETURNING ",
-            job_columns!()
-        ))
-        .bind(Uuid::now_v7())
-        .bind(request_id)
-        .bind(sqlx::types::Json(spec))
-        .fetch_optional(&self.pool)
-        .await?;
-        let row = match inserted {
-            Some(row) => row,
-            None => {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    job_columns!(),
-                    " FROM backfill_jobs WHERE request_id = $1"
-                ))
-                .bind(request_id)
-                .fetch_one(&self.pool)
-                .await?
-            }
-        };
-        row.try_into()
+        self.jobs().create(request_id, spec).await
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        rows::job(
-            sqlx::query_as(concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM backfill_jobs WHERE job_id = $1"
-            ))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?,
-        )
+        self.jobs().get(id).await
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let found = sqlx::query_as(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM backfill_jobs \
-             WHERE ($1::text IS NULL OR state = $1) \
-               AND ($2::text IS NULL OR spec->'symbols' ? $2) \
-               AND ($3::uuid IS NULL OR job_id < $3) \
-             ORDER BY job_id DESC LIMIT $4"
-        ))
-        .bind(filter.state.map(JobState::as_str))
-        .bind(filter.symbol.as_deref())
-        .bind(filter.before)
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows::readable_jobs(found))
+        self.jobs().list(filter).await
     }
 
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
-        let keys: Vec<String> =
-            sqlx::query_scalar("SELECT chunk_key FROM backfill_chunks WHERE job_id = $1")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(keys.into_iter().collect())
+        self.jobs().done_chunks(id).await
     }
 
     async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
-        let applied = sqlx::query(
-            "UPDATE backfill_jobs SET \
-                state = COALESCE($2, state), \
-                chunks_total = COALESCE($3, chunks_total), \
-                started_at = CASE WHEN $4 THEN COALESCE(started_at, now()) ELSE started_at END, \
-                finished_at = CASE WHEN $5 THEN now() ELSE finished_at END, \
-                resumes = resumes + CASE WHEN $6 THEN 1 ELSE 0 END, \
-                error = COALESCE($7, error), \
-                updated_at = now() \
-             WHERE job_id = $1 AND ($8::text IS NULL OR state = $8)",
-        )
-        .bind(id)
-        .bind(update.state.map(JobState::as_str))
-        .bind(update.chunks_total)
-        .bind(update.started)
-        .bind(update.finished)
-        .bind(update.resumed)
-        .bind(update.error.as_deref())
-        .bind(update.only_from.map(JobState::as_str))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(applied == 1)
+        self.jobs().update(id, update).await
     }
 }
 

@@ -9,10 +9,11 @@ use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
-use super::rows::{self, BarRow, CoverageRow, JobRow};
+use super::jobs::{JobStatements, Jobs};
+use super::rows::{BarRow, CoverageRow};
 use super::{
-    BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
-    StoreTx, StoredBar,
+    BarStore, Counts, Coverage, JobFilter, JobRecord, JobUpdate, Outcome, StoreError, StoreTx,
+    StoredBar,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -43,7 +44,34 @@ impl SqliteStore {
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self { pool }
     }
+
+    fn jobs(&self) -> Jobs<Sqlite> {
+        Jobs::new(self.pool.clone(), &JOBS)
+    }
 }
+
+/// The job statements in SQLite's dialect.
+static JOBS: JobStatements = JobStatements {
+    create: "INSERT INTO backfill_jobs (job_id, request_id, spec, state) \
+             VALUES (?1, ?2, ?3, 'pending') ON CONFLICT (request_id) DO NOTHING RETURNING *",
+    by_request: "SELECT * FROM backfill_jobs WHERE request_id = ?1",
+    by_id: "SELECT * FROM backfill_jobs WHERE job_id = ?1",
+    list: "SELECT * FROM backfill_jobs \
+           WHERE (?1 IS NULL OR state = ?1) \
+             AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.symbols') WHERE value = ?2)) \
+             AND (?3 IS NULL OR job_id < ?3) \
+           ORDER BY job_id DESC LIMIT ?4",
+    done_chunks: "SELECT chunk_key FROM backfill_chunks WHERE job_id = ?1",
+    update: "UPDATE backfill_jobs SET \
+                state = COALESCE(?2, state), \
+                chunks_total = COALESCE(?3, chunks_total), \
+                started_at = CASE WHEN ?4 THEN COALESCE(started_at, unixepoch()) ELSE started_at END, \
+                finished_at = CASE WHEN ?5 THEN unixepoch() ELSE finished_at END, \
+                resumes = resumes + CASE WHEN ?6 THEN 1 ELSE 0 END, \
+                error = COALESCE(?7, error), \
+                updated_at = unixepoch() \
+             WHERE job_id = ?1 AND (?8 IS NULL OR state = ?8) RETURNING job_id",
+};
 
 #[async_trait]
 impl BarStore for SqliteStore {
@@ -122,86 +150,23 @@ impl BarStore for SqliteStore {
         request_id: Option<&str>,
         spec: &BackfillSpec,
     ) -> Result<JobRecord, StoreError> {
-        let inserted: Option<JobRow> = sqlx::query_as(
-            "INSERT INTO backfill_jobs (job_id, request_id, spec, state) VALUES (?, ?, ?, 'pending') \
-             ON CONFLICT (request_id) DO NOTHING RETURNING *",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(request_id)
-        .bind(sqlx::types::Json(spec))
-        .fetch_optional(&self.pool)
-        .await?;
-        let row = match inserted {
-            Some(row) => row,
-            None => {
-                sqlx::query_as("SELECT * FROM backfill_jobs WHERE request_id = ?")
-                    .bind(request_id)
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
-        row.try_into()
+        self.jobs().create(request_id, spec).await
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        rows::job(
-            sqlx::query_as("SELECT * FROM backfill_jobs WHERE job_id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.jobs().get(id).await
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let found = sqlx::query_as(
-            "SELECT * FROM backfill_jobs \
-             WHERE (?1 IS NULL OR state = ?1) \
-               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.symbols') WHERE value = ?2)) \
-               AND (?3 IS NULL OR job_id < ?3) \
-             ORDER BY job_id DESC LIMIT ?4",
-        )
-        .bind(filter.state.map(JobState::as_str))
-        .bind(filter.symbol.as_deref())
-        .bind(filter.before.map(|id| id.to_string()))
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows::readable_jobs(found))
+        self.jobs().list(filter).await
     }
 
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
-        let keys: Vec<String> =
-            sqlx::query_scalar("SELECT chunk_key FROM backfill_chunks WHERE job_id = ?")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(keys.into_iter().collect())
+        self.jobs().done_chunks(id).await
     }
 
     async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
-        let applied = sqlx::query(
-            "UPDATE backfill_jobs SET \
-                state = COALESCE(?2, state), \
-                chunks_total = COALESCE(?3, chunks_total), \
-                started_at = CASE WHEN ?4 THEN COALESCE(started_at, unixepoch()) ELSE started_at END, \
-                finished_at = CASE WHEN ?5 THEN unixepoch() ELSE finished_at END, \
-                resumes = resumes + CASE WHEN ?6 THEN 1 ELSE 0 END, \
-                error = COALESCE(?7, error), \
-                updated_at = unixepoch() \
-             WHERE job_id = ?1 AND (?8 IS NULL OR state = ?8)",
-        )
-        .bind(id.to_string())
-        .bind(update.state.map(JobState::as_str))
-        .bind(update.chunks_total)
-        .bind(update.started)
-        .bind(update.finished)
-        .bind(update.resumed)
-        .bind(update.error.as_deref())
-        .bind(update.only_from.map(JobState::as_str))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(applied == 1)
+        self.jobs().update(id, update).await
     }
 }
 
