@@ -10,6 +10,7 @@ use std::time::Duration;
 
 #[cfg(feature = "alpha-vantage")]
 pub mod alpha_vantage;
+pub mod fuzz;
 pub mod hostile;
 
 /// A server that tests need.

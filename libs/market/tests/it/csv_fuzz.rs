@@ -5,31 +5,14 @@
 //! naming a column. Reproducible: the generator is seeded and a failure
 //! prints the seed and round.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use stockcast_market::Interval;
 use stockcast_market::sources::csv::{CsvContext, CsvParams, parse_csv};
 use stockcast_market::sources::{BackfillSpec, SourceParams, SourceRecord};
+use stockcast_testkit::fuzz::{Rng, budget};
 
-/// Wall-clock budget of the harness (a bound on its cost, not an assertion).
-const BUDGET: Duration = Duration::from_secs(3);
 const SEED: u64 = 0x5eed_c5f0_f022;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 const INTERESTING: &[&[u8]] = &[
     b"\"",
@@ -140,9 +123,9 @@ fn the_csv_reader_survives_mutations_of_every_fixture() {
         run_one(input);
     }
     let mut rng = Rng(SEED);
-    let started = Instant::now();
+    let (started, budget) = (Instant::now(), budget());
     let mut rounds = 0u64;
-    while started.elapsed() < BUDGET {
+    while started.elapsed() < budget {
         let base = &corpus[rng.below(corpus.len())];
         let input = mutate(&mut rng, base, &corpus);
         let result = std::panic::catch_unwind(|| run_one(&input));
