@@ -10,7 +10,7 @@ use std::time::Instant;
 use stockcast_market::Interval;
 use stockcast_market::sources::csv::{CsvContext, CsvParams, parse_csv};
 use stockcast_market::sources::{BackfillSpec, SourceParams, SourceRecord};
-use stockcast_testkit::fuzz::{Rng, budget};
+use stockcast_testkit::fuzz::{self, Rng, budget};
 
 const SEED: u64 = 0x5eed_c5f0_f022;
 
@@ -35,39 +35,6 @@ const INTERESTING: &[&[u8]] = &[
     b"\"\"\"",
     b"Date,Open,High,Low,Close,Volume\n",
 ];
-
-fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..=rng.below(4) {
-        let at = rng.below(out.len() + 1);
-        match rng.below(6) {
-            0 if !out.is_empty() => {
-                let i = at.min(out.len() - 1);
-                out[i] ^= 1 << rng.below(8);
-            }
-            1 => {
-                let bytes = INTERESTING[rng.below(INTERESTING.len())];
-                out.splice(at..at, bytes.iter().copied());
-            }
-            2 => {
-                let end = (at + rng.below(64)).min(out.len());
-                out.drain(at..end);
-            }
-            3 => {
-                let other = &corpus[rng.below(corpus.len())];
-                let from = rng.below(other.len());
-                let end = (from + rng.below(256)).min(other.len());
-                out.splice(at..at, other[from..end].iter().copied());
-            }
-            4 => {
-                let run = vec![b"0,.-\"x"[rng.below(6)]; rng.below(4_096)];
-                out.splice(at..at, run);
-            }
-            _ => out.truncate(at),
-        }
-    }
-    out
-}
 
 fn run_one(input: &[u8]) {
     let split = memchr_line(input);
@@ -127,7 +94,7 @@ fn the_csv_reader_survives_mutations_of_every_fixture() {
     let mut rounds = 0u64;
     while started.elapsed() < budget {
         let base = &corpus[rng.below(corpus.len())];
-        let input = mutate(&mut rng, base, &corpus);
+        let input = fuzz::mutate(&mut rng, base, &corpus, INTERESTING, b"0,.-\"x");
         let result = std::panic::catch_unwind(|| run_one(&input));
         assert!(
             result.is_ok(),

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use stockcast_proto::stockcast::types::v1::RejectReason;
-use stockcast_testkit::fuzz::{Rng, budget};
+use stockcast_testkit::fuzz::{self, Rng, budget};
 
 use super::{Expect, Failure, parse_body};
 use crate::sources::SourceRecord;
@@ -64,49 +64,30 @@ const INTERESTING: &[&str] = &[
     "}",
 ];
 
+/// A generic mutation of `input`, then maybe a JSON value replaced by a hostile one and a
+/// giant string inserted.
 fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..=rng.below(4) {
+    let interesting: Vec<&[u8]> = INTERESTING.iter().map(|s| s.as_bytes()).collect();
+    let mut out = fuzz::mutate(rng, input, corpus, &interesting, b"[{\"0 9-:");
+    if rng.below(2) == 0 {
+        // Replace the JSON value that ends after a random point.
         let at = rng.below(out.len() + 1);
-        match rng.below(8) {
-            0 if !out.is_empty() => {
-                let i = at.min(out.len() - 1);
-                out[i] ^= 1 << rng.below(8);
-            }
-            1 | 2 => {
-                let text = INTERESTING[rng.below(INTERESTING.len())];
-                // Replace a JSON string value where there is one, insert elsewhere.
-                let end = out[at..]
-                    .iter()
-                    .position(|b| *b == b',' || *b == b'}')
-                    .map_or(at, |i| at + i);
-                let start = out[..end]
-                    .iter()
-                    .rposition(|b| *b == b':')
-                    .map_or(end, |i| i + 1)
-                    .max(at.min(end));
-                out.splice(start..end, text.bytes());
-            }
-            3 => {
-                let end = (at + rng.below(64)).min(out.len());
-                out.drain(at..end);
-            }
-            4 => {
-                let other = &corpus[rng.below(corpus.len())];
-                let from = rng.below(other.len());
-                let end = (from + rng.below(512)).min(other.len());
-                out.splice(at..at, other[from..end].iter().copied());
-            }
-            5 => {
-                let byte = b"[{\"0 9-:"[rng.below(8)];
-                out.splice(at..at, vec![byte; rng.below(100_000)]);
-            }
-            6 => {
-                let giant = format!("\"{}\"", "x".repeat(rng.below(200_000)));
-                out.splice(at..at, giant.bytes());
-            }
-            _ => out.truncate(at),
-        }
+        let end = out[at..]
+            .iter()
+            .position(|b| *b == b',' || *b == b'}')
+            .map_or(at, |i| at + i);
+        let start = out[..end]
+            .iter()
+            .rposition(|b| *b == b':')
+            .map_or(end, |i| i + 1)
+            .max(at.min(end));
+        let text = INTERESTING[rng.below(INTERESTING.len())];
+        out.splice(start..end, text.bytes());
+    }
+    if rng.below(8) == 0 {
+        let at = rng.below(out.len() + 1);
+        let giant = format!("\"{}\"", "x".repeat(rng.below(200_000)));
+        out.splice(at..at, giant.bytes());
     }
     out
 }
