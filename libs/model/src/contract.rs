@@ -58,7 +58,10 @@ impl Contract {
             let raw = get(key)?;
             match raw.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!("{place}: {key} {raw:?} must be an integer >= 1")),
+                _ => Err(format!(
+                    "{place}: {key} {} must be an integer >= 1",
+                    echo(raw)
+                )),
             }
         };
         let names_raw = get(KEY_FEATURE_NAMES)?;
@@ -73,6 +76,17 @@ impl Contract {
             return Err(format!(
                 "{place}: {KEY_FEATURE_NAMES} has an empty name at position {i}"
             ));
+        }
+        // A name twice would feed one feature value to two inputs, or leave the caller to
+        // guess which position it names.
+        let mut seen = std::collections::HashMap::with_capacity(feature_names.len());
+        for (i, name) in feature_names.iter().enumerate() {
+            if let Some(first) = seen.insert(name.as_str(), i) {
+                return Err(format!(
+                    "{place}: {KEY_FEATURE_NAMES} has {} twice (positions {first} and {i})",
+                    echo(name)
+                ));
+            }
         }
         Ok(Some(Self {
             feature_view: get(KEY_FEATURE_VIEW)?.to_owned(),
@@ -204,7 +218,8 @@ pub fn declared_output(
         )),
         Some(k @ ("regression" | "probabilities")) => Ok(Some((k.to_owned(), labels))),
         Some(other) => Err(format!(
-            "{place}: {KEY_OUTPUT} {other:?} must be \"regression\" or \"probabilities\""
+            "{place}: {KEY_OUTPUT} {} must be \"regression\" or \"probabilities\"",
+            echo(other)
         )),
     }
 }
@@ -222,18 +237,43 @@ pub fn contract_of(
     let from_tags = Contract::from_props(tags, "version tags")?;
     match (from_onnx, from_tags) {
         (Some(a), Some(b)) if a != b => Err(format!(
-            "the contract in version tags ({}@{} {:?}) differs from the one in ONNX \
-             metadata_props ({}@{} {:?})",
-            b.feature_view,
-            b.feature_view_version,
-            b.feature_names,
-            a.feature_view,
-            a.feature_view_version,
-            a.feature_names
+            "the contract in version tags ({}) differs from the one in ONNX metadata_props \
+             ({})",
+            brief(&b),
+            brief(&a)
         )),
         (Some(a), _) => Ok(Some(a)),
         (None, b) => Ok(b),
     }
+}
+
+/// Characters of a declared value repeated in a message; longer values are cut.
+const ECHOED_CHARS: usize = 128;
+
+/// `value` quoted for a message, cut after 128 characters, so that a message never grows
+/// with a hostile value.
+pub(crate) fn echo(value: &str) -> String {
+    match value.char_indices().nth(ECHOED_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => {
+            let rest = value[end..].chars().count();
+            format!("{:?}", format!("{}…(+{rest} characters)", &value[..end]))
+        }
+    }
+}
+
+/// A contract in a few words: view, version and feature names (at most five shown).
+fn brief(c: &Contract) -> String {
+    let mut names: Vec<String> = c.feature_names.iter().take(5).map(|n| echo(n)).collect();
+    if c.feature_names.len() > 5 {
+        names.push(format!("… {} names in all", c.feature_names.len()));
+    }
+    format!(
+        "{}@{} [{}]",
+        echo(&c.feature_view),
+        c.feature_view_version,
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -14,8 +14,17 @@ pub(crate) struct TractModel {
 }
 
 impl TractModel {
-    /// Loads and optimizes the ONNX `bytes`.
+    /// Loads and optimizes the ONNX `bytes`. tract indexes its maps by the names a graph
+    /// uses and panics on some corrupt graphs (a node reading a value nothing defines), so
+    /// a panic inside it is caught and refused like any unreadable model: an uploaded file
+    /// must not take a service down.
     pub(crate) fn load(bytes: &[u8], n_features: usize) -> Result<Self, ModelError> {
+        guarded("reading the model", || {
+            Self::load_unguarded(bytes, n_features)
+        })
+    }
+
+    fn load_unguarded(bytes: &[u8], n_features: usize) -> Result<Self, ModelError> {
         let err = |e: TractError| ModelError::Tract(format!("{e:#}"));
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(bytes))
@@ -37,8 +46,13 @@ impl TractModel {
         Ok(Self { plan, n_features })
     }
 
-    /// Runs `x` (`rows` x `n_features`); float outputs in graph order.
+    /// Runs `x` (`rows` x `n_features`); float outputs in graph order. A panic inside tract
+    /// is an error of this call.
     pub(crate) fn run(&self, x: &[f32], rows: usize) -> Result<Vec<Output>, ModelError> {
+        guarded("running the model", || self.run_unguarded(x, rows))
+    }
+
+    fn run_unguarded(&self, x: &[f32], rows: usize) -> Result<Vec<Output>, ModelError> {
         let err = |e: TractError| ModelError::Tract(format!("{e:#}"));
         let input = tract_ndarray::Array2::from_shape_vec((rows, self.n_features), x.to_vec())
             .map_err(|e| ModelError::Input(e.to_string()))?;
@@ -65,4 +79,20 @@ impl TractModel {
             })
             .collect()
     }
+}
+
+/// `f()`, with a panic inside it turned into [`ModelError::Tract`] naming `what` and the
+/// panic's message.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(ModelError::Tract(format!(
+            "tract failed {what} (it panicked: {message}); the model is corrupt or uses \
+             what tract does not support"
+        )))
+    })
 }

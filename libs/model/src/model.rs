@@ -100,6 +100,7 @@ impl Model {
             .graph
             .as_ref()
             .ok_or_else(|| ModelError::NotOnnx("the ONNX model has no graph".to_owned()))?;
+        check_tensors(graph)?;
         let n = contract.feature_names.len();
         let input = check_input(graph, n)?;
         let ml = graph.node.iter().any(|node| node.domain == "ai.onnx.ml");
@@ -232,6 +233,39 @@ fn tensor_type(v: &proto::ValueInfoProto) -> Option<(i32, Vec<Option<usize>>)> {
         )),
         _ => None,
     }
+}
+
+/// Every initializer and `Constant` tensor must hold the elements its dims declare: tract
+/// allocates what the dims say, so a tensor declaring 2^60 elements in a few bytes would
+/// take the process down. Each element takes at least one byte of the file, whatever its
+/// type, so holding fewer values than declared is refused before tract sees the graph.
+fn check_tensors(graph: &proto::GraphProto) -> Result<(), ModelError> {
+    let constants = graph
+        .node
+        .iter()
+        .flat_map(|n| n.attribute.iter().filter_map(|a| a.t.as_ref()));
+    for t in graph.initializer.iter().chain(constants) {
+        let declared = t.dims.iter().try_fold(1u64, |acc, d| {
+            u64::try_from(*d).ok().and_then(|d| acc.checked_mul(d))
+        });
+        let held = t.raw_data.len()
+            + t.float_data.len()
+            + t.int32_data.len()
+            + t.int64_data.len()
+            + t.double_data.len()
+            + t.string_data.len();
+        match declared {
+            Some(count) if count <= held as u64 => {}
+            _ => {
+                return Err(ModelError::NotOnnx(format!(
+                    "initializer {}: dims {:?} declare more elements than the {held} values                      it holds",
+                    crate::contract::echo(&t.name),
+                    &t.dims[..t.dims.len().min(8)]
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The graph's one input must be float32 `[batch, n_features]` with a symbolic batch.
