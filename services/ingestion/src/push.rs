@@ -2,7 +2,10 @@
 //!
 //! Only complete batches received before a break (the client goes away, a message cannot be
 //! read) are stored; the open batch is dropped. Whatever stops a push, the caller learns the
-//! index from which to resend: every record before it is stored.
+//! index from which to resend, in the records' own numbering (stream position, or the
+//! client's line): the index of the first record not stored, so every record received before
+//! it is stored and it and every later one are not; or, when every record received is
+//! stored, one past the last one's index.
 
 use stockcast_proto::stockcast::events::v1::IngestPath;
 use tokio_stream::{Stream, StreamExt};
@@ -15,7 +18,9 @@ use crate::ingest::{Ingestor, Item, Origin, Report};
 pub struct Stopped<E> {
     /// What stopped it.
     pub cause: Cause<E>,
-    /// Records before this index are stored; resend from here.
+    /// The index of the first record not stored (records arrive and are stored in order):
+    /// resend it and everything after it. One past the last record's index when all that
+    /// arrived is stored.
     pub resend_from: i64,
 }
 
@@ -57,15 +62,17 @@ where
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(i64, Item)>>(2);
     let worker_ingestor = ingestor.clone();
     let worker_origin = origin.clone();
+    // Batches the worker has stored, so that a worker that panics leaves a resend point.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let worker_done = done.clone();
     let worker = tokio::spawn(async move {
         let mut total = Report::default();
-        let mut stored = 0i64;
         while let Some(batch) = rx.recv().await {
-            let first = batch.first().map_or(stored, |(i, _)| *i);
+            let first = batch.first().map_or(0, |(i, _)| *i);
             match worker_ingestor.ingest(batch, &worker_origin).await {
                 Ok(report) => {
                     total.add(report);
-                    stored = first;
+                    worker_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 Err(error) => return Err((error, first)),
             }
@@ -73,8 +80,12 @@ where
         Ok(total)
     });
 
-    // `sent` counts the records of complete batches handed to the worker.
-    let mut sent = 0i64;
+    // The first index of each complete batch handed to the worker, and one past the last
+    // index handed over: where to resend from once those are stored. Counting records
+    // instead would be wrong as soon as indexes are lines, or unreadable records (numbered
+    // by their line) sit among bars numbered by position.
+    let mut firsts: Vec<i64> = Vec::new();
+    let mut after_sent = 0i64;
     let mut batch = Vec::with_capacity(batch_size);
     let mut input_error = None;
     'receive: while let Some(message) = messages.next().await {
@@ -89,15 +100,19 @@ where
             batch.push(item);
             if batch.len() >= batch_size {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                let size = full.len() as i64;
+                let first = full.first().map_or(after_sent, |(i, _)| *i);
+                let after = full.last().map_or(after_sent, |(i, _)| i.saturating_add(1));
                 if tx.send(full).await.is_err() {
                     break 'receive;
                 }
-                sent += size;
+                firsts.push(first);
+                after_sent = after;
             }
         }
     }
     drop(tx);
+    // Where to resend from when every complete batch is stored: the open batch's first record.
+    let open_first = batch.first().map_or(after_sent, |(i, _)| *i);
     let mut report = match worker.await {
         Ok(Ok(report)) => report,
         Ok(Err((error, first))) => {
@@ -107,16 +122,17 @@ where
             });
         }
         Err(join) => {
+            let stored = done.load(std::sync::atomic::Ordering::SeqCst);
             return Err(Stopped {
                 cause: Cause::Store(Error::Internal(format!("push worker failed: {join}"))),
-                resend_from: sent,
+                resend_from: firsts.get(stored).copied().unwrap_or(open_first),
             });
         }
     };
     if let Some(error) = input_error {
         return Err(Stopped {
             cause: Cause::Input(error),
-            resend_from: sent,
+            resend_from: open_first,
         });
     }
     // The open batch is stored here rather than by the worker: if the client cancels after
@@ -127,7 +143,7 @@ where
             Err(error) => {
                 return Err(Stopped {
                     cause: Cause::Store(error),
-                    resend_from: sent,
+                    resend_from: open_first,
                 });
             }
         }

@@ -3,6 +3,7 @@
 //! regression test.
 
 mod properties;
+mod resend;
 
 use std::time::Duration;
 
