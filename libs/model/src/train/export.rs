@@ -58,13 +58,22 @@ pub(crate) fn strings(name: &str, strings: Vec<Vec<u8>>) -> AttributeProto {
     }
 }
 
-/// The model bytes of `node` (input `features`, output `variable`) on `n` features; an
-/// error when the contract names another number of features.
+/// The model bytes of one ai.onnx.ml `op` node (input `features`, output `variable`) on `n`
+/// features; an error when the contract names another number of features.
 pub(crate) fn model_bytes(
-    node: NodeProto,
+    op: &str,
+    attribute: Vec<AttributeProto>,
     n: usize,
     contract: &Contract,
 ) -> Result<Vec<u8>, String> {
+    let node = NodeProto {
+        input: vec!["features".to_owned()],
+        output: vec!["variable".to_owned()],
+        name: op.to_owned(),
+        op_type: op.to_owned(),
+        domain: "ai.onnx.ml".to_owned(),
+        attribute,
+    };
     if contract.feature_names.len() != n {
         return Err(format!(
             "the contract names {} features; the model has {n}",

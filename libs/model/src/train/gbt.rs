@@ -10,7 +10,6 @@
 //! and data give the same trees.
 
 use crate::contract::Contract;
-use crate::proto::NodeProto;
 
 /// Boosting settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -357,31 +356,24 @@ impl Gbt {
             }
         }
         let leaves = t_tree.len();
-        let node = NodeProto {
-            input: vec!["features".to_owned()],
-            output: vec!["variable".to_owned()],
-            name: "gbt".to_owned(),
-            op_type: "TreeEnsembleRegressor".to_owned(),
-            domain: "ai.onnx.ml".to_owned(),
-            attribute: vec![
-                int("n_targets", 1),
-                string("aggregate_function", "SUM"),
-                string("post_transform", "NONE"),
-                floats("base_values", vec![self.base]),
-                ints("nodes_treeids", tree_ids),
-                ints("nodes_nodeids", node_ids),
-                ints("nodes_featureids", features),
-                floats("nodes_values", values),
-                strings("nodes_modes", modes),
-                ints("nodes_truenodeids", trues),
-                ints("nodes_falsenodeids", falses),
-                ints("target_treeids", t_tree),
-                ints("target_nodeids", t_node),
-                ints("target_ids", vec![0; leaves]),
-                floats("target_weights", t_weight),
-            ],
-        };
-        super::export::model_bytes(node, n, contract)
+        let attribute = vec![
+            int("n_targets", 1),
+            string("aggregate_function", "SUM"),
+            string("post_transform", "NONE"),
+            floats("base_values", vec![self.base]),
+            ints("nodes_treeids", tree_ids),
+            ints("nodes_nodeids", node_ids),
+            ints("nodes_featureids", features),
+            floats("nodes_values", values),
+            strings("nodes_modes", modes),
+            ints("nodes_truenodeids", trues),
+            ints("nodes_falsenodeids", falses),
+            ints("target_treeids", t_tree),
+            ints("target_nodeids", t_node),
+            ints("target_ids", vec![0; leaves]),
+            floats("target_weights", t_weight),
+        ];
+        super::export::model_bytes("TreeEnsembleRegressor", attribute, n, contract)
     }
 }
 

@@ -7,7 +7,6 @@
 //! features, so the exported graph is one `LinearRegressor` on the raw input.
 
 use crate::contract::Contract;
-use crate::proto::NodeProto;
 
 /// A fitted ridge regression on raw (unstandardized) features.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,21 +118,14 @@ impl Ridge {
     pub fn to_onnx(&self, contract: &Contract) -> Result<Vec<u8>, String> {
         let n = self.coefficients.len();
         let attr = super::export::floats;
-        let node = NodeProto {
-            input: vec!["features".to_owned()],
-            output: vec!["variable".to_owned()],
-            name: "ridge".to_owned(),
-            op_type: "LinearRegressor".to_owned(),
-            domain: "ai.onnx.ml".to_owned(),
-            attribute: vec![
-                attr(
-                    "coefficients",
-                    self.coefficients.iter().map(|&w| w as f32).collect(),
-                ),
-                attr("intercepts", vec![self.intercept as f32]),
-            ],
-        };
-        super::export::model_bytes(node, n, contract)
+        let attribute = vec![
+            attr(
+                "coefficients",
+                self.coefficients.iter().map(|&w| w as f32).collect(),
+            ),
+            attr("intercepts", vec![self.intercept as f32]),
+        ];
+        super::export::model_bytes("LinearRegressor", attribute, n, contract)
     }
 }
 
