@@ -219,3 +219,81 @@ fn exported_boosted_trees_match_the_in_memory_model_and_onnxruntime() {
         );
     }
 }
+
+#[test]
+fn a_graph_mixing_onnx_ml_and_standard_operators_matches_onnxruntime() {
+    use prost::Message as _;
+    use stockcast_model::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+    // Scaler -> the trained TreeEnsembleRegressor -> Add(constant) -> Mul(by itself)
+    let data = iid_series(200, false);
+    let d = data.n_features();
+    let fitted = Algorithm::Gbt(GbtParams {
+        trees: 10,
+        min_leaf: 5,
+        ..GbtParams::default()
+    })
+    .fit(&data.x, &data.y, d)
+    .unwrap();
+    let contract = Contract {
+        feature_view: "default".into(),
+        feature_view_version: 1,
+        feature_names: data.feature_names.clone(),
+        target: "log_return".into(),
+        horizon_bars: 1,
+    };
+    let mut model = ModelProto::decode(fitted.to_onnx(&contract).unwrap().as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let floats = |name: &str, v: Vec<f32>| AttributeProto {
+        name: name.into(),
+        floats: v,
+        r#type: 6,
+        ..AttributeProto::default()
+    };
+    let node = |op: &str, domain: &str, inputs: &[&str], output: &str| NodeProto {
+        input: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        output: vec![output.to_owned()],
+        name: output.to_owned(),
+        op_type: op.to_owned(),
+        domain: domain.to_owned(),
+        attribute: vec![],
+    };
+    let mut scaler = node("Scaler", "ai.onnx.ml", &["features"], "scaled");
+    scaler.attribute = vec![
+        floats("offset", vec![0.001, -0.002, 0.0]),
+        floats("scale", vec![2.0, 0.5, 1.0]),
+    ];
+    graph.node[0].input = vec!["scaled".into()];
+    graph.node[0].output = vec!["score".into()];
+    graph.node.insert(0, scaler);
+    graph
+        .node
+        .push(node("Add", "", &["score", "offset"], "shifted"));
+    graph
+        .node
+        .push(node("Mul", "", &["shifted", "shifted"], "variable"));
+    graph.initializer.push(TensorProto {
+        name: "offset".into(),
+        dims: vec![1],
+        data_type: 1,
+        float_data: vec![0.25],
+        ..TensorProto::default()
+    });
+    let bytes = model.encode_to_vec();
+    let ours = Model::load(&bytes).unwrap().run(&data.x).unwrap().values;
+    let reference = onnxruntime(&bytes, &data.x, d);
+    assert_eq!(ours.len(), reference.len());
+    for (r, (o, x)) in ours.iter().zip(&reference).enumerate() {
+        assert!(
+            (o - x).abs() <= 1e-5 * x.abs().max(1e-1),
+            "row {r}: {o} vs onnxruntime {x}"
+        );
+    }
+    // a constant of the wrong width is refused, naming the node
+    let graph = model.graph.as_mut().unwrap();
+    graph.initializer[0].float_data = vec![1.0, 2.0];
+    let err = Model::load(&model.encode_to_vec()).unwrap_err().to_string();
+    assert!(
+        err.contains("\"shifted\" (Add)") && err.contains("input 1 has 2 values"),
+        "{err}"
+    );
+}
