@@ -3,7 +3,7 @@
 //! a series without signal scores at chance, while one bar of look-ahead scores perfectly.
 
 use stockcast_model::train::ridge::Ridge;
-use stockcast_model::train::{Algorithm, Dataset, FoldSpec, GbtParams, TrainSpec, train};
+use stockcast_model::train::{Algorithm, Dataset, Fitted, FoldSpec, GbtParams, TrainSpec, train};
 use stockcast_model::{Contract, Model, OutputKind};
 
 #[test]
@@ -181,17 +181,15 @@ pub(crate) fn onnxruntime(model: &[u8], x: &[f32], d: usize) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn exported_boosted_trees_match_the_in_memory_model_and_onnxruntime() {
-    let data = iid_series(400, false);
-    let d = data.n_features();
+/// Boosted trees fitted on `data` and the contract of their export.
+fn boosted(data: &Dataset, trees: usize, max_depth: usize) -> (Fitted, Contract) {
     let fitted = Algorithm::Gbt(GbtParams {
-        trees: 40,
-        max_depth: 4,
+        trees,
+        max_depth,
         min_leaf: 5,
         ..GbtParams::default()
     })
-    .fit(&data.x, &data.y, d)
+    .fit(&data.x, &data.y, data.n_features())
     .unwrap();
     let contract = Contract {
         feature_view: "default".into(),
@@ -200,6 +198,14 @@ fn exported_boosted_trees_match_the_in_memory_model_and_onnxruntime() {
         target: "log_return".into(),
         horizon_bars: 1,
     };
+    (fitted, contract)
+}
+
+#[test]
+fn exported_boosted_trees_match_the_in_memory_model_and_onnxruntime() {
+    let data = iid_series(400, false);
+    let d = data.n_features();
+    let (fitted, contract) = boosted(&data, 40, 4);
     let onnx = fitted.to_onnx(&contract).unwrap();
     let model = Model::load(&onnx).unwrap();
     assert_eq!(model.contract(), &contract);
@@ -227,20 +233,7 @@ fn a_graph_mixing_onnx_ml_and_standard_operators_matches_onnxruntime() {
     // Scaler -> the trained TreeEnsembleRegressor -> Add(constant) -> Mul(by itself)
     let data = iid_series(200, false);
     let d = data.n_features();
-    let fitted = Algorithm::Gbt(GbtParams {
-        trees: 10,
-        min_leaf: 5,
-        ..GbtParams::default()
-    })
-    .fit(&data.x, &data.y, d)
-    .unwrap();
-    let contract = Contract {
-        feature_view: "default".into(),
-        feature_view_version: 1,
-        feature_names: data.feature_names.clone(),
-        target: "log_return".into(),
-        horizon_bars: 1,
-    };
+    let (fitted, contract) = boosted(&data, 10, 3);
     let mut model = ModelProto::decode(fitted.to_onnx(&contract).unwrap().as_slice()).unwrap();
     let graph = model.graph.as_mut().unwrap();
     let floats = |name: &str, v: Vec<f32>| AttributeProto {
