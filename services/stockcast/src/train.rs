@@ -96,7 +96,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "mlflow")]
     pub registry_dir: Option<PathBuf>,
     /// MLflow tracking server to register in, e.g. http://127.0.0.1:5050.
-    #[arg(long, value_name = "URL", env = "MLFLOW_TRACKING_URI")]
+    #[arg(long, value_name = "URL")]
     pub mlflow: Option<String>,
     /// Points this alias (e.g. `champion`) at the new version.
     #[arg(long, requires = "name")]

@@ -77,7 +77,6 @@ fn train(args: &[&str]) -> Output {
         .arg("train")
         .args(args)
         .env("NO_COLOR", "1")
-        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .unwrap()
 }
