@@ -188,6 +188,63 @@ async fn show_features(feature_store: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
+/// Name of the model `stockcast demo` trains.
+pub const DEMO_MODEL: &str = "daily-return";
+
+/// `stockcast demo`'s champion: boosted trees on the demo's history, registered in the local
+/// registry at `models_dir` and made `champion` through the proxy (audited, announced).
+pub async fn demo_champion(
+    feature_store: SocketAddr,
+    proxy: SocketAddr,
+    models_dir: PathBuf,
+    symbols: Vec<String>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let args = crate::train::TrainArgs {
+        feature_store,
+        view: "default".to_owned(),
+        view_version: 0,
+        symbols,
+        start: None,
+        end: None,
+        horizon: 1,
+        model: crate::train::ModelArg::Gbt,
+        folds: 5,
+        embargo: None,
+        lambda: 1.0,
+        trees: 100,
+        depth: 3,
+        learning_rate: 0.05,
+        min_leaf: 20,
+        subsample: 0.8,
+        seed: 7,
+        output: None,
+        name: Some(DEMO_MODEL.to_owned()),
+        registry_dir: Some(models_dir.clone()),
+        mlflow: None,
+        alias: Some("champion".to_owned()),
+        registry_proxy: Some(proxy),
+    };
+    let trained = crate::train::train_model(&args).await?;
+    let registry = stockcast_model_registry_proxy::registry::LocalRegistry::open(models_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let version = crate::train::register(&registry, DEMO_MODEL, &trained).await?;
+    crate::train::set_alias(&registry, Some(proxy), DEMO_MODEL, "champion", version).await?;
+    let m = trained.report.overall.model;
+    tracing::info!(
+        model = %format!("{DEMO_MODEL}@champion"),
+        version,
+        rows = trained.report.rows,
+        rmse = m.rmse,
+        directional_accuracy = m.directional_accuracy,
+        ic = m.ic,
+        ms = started.elapsed().as_millis() as u64,
+        "trained and registered the demo model"
+    );
+    Ok(())
+}
+
 pub async fn run(args: DemoArgs) -> ExitCode {
     match demo(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -264,7 +321,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             tracing::error!("demo data: {error:#}");
         } else if let Err(error) = show_features(endpoints[1].1).await {
             tracing::error!("demo features: {error:#}");
-        } else if let Err(error) = crate::train::demo_champion(
+        } else if let Err(error) = demo_champion(
             endpoints[1].1,
             endpoints[3].1,
             data.path.join("models"),
