@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod config_props;
 mod deadline;
 mod limits;
 #[cfg(target_os = "linux")]
