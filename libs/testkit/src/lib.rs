@@ -12,6 +12,8 @@
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+#[cfg(feature = "alpha-vantage")]
+pub mod alpha_vantage;
 pub mod bin;
 pub mod hostile;
 pub mod process;
