@@ -2,8 +2,10 @@
 //! server of a test's own, and the mlflow client.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use stockcast_testkit::process::ChildGuard;
 
 /// The venv: `STOCKCAST_VENV`, else `~/.cache/stockcast/venv`.
 pub fn venv() -> PathBuf {
@@ -35,7 +37,7 @@ pub fn venv_bin(name: &str) -> PathBuf {
 pub struct OwnMlflow {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
-    child: Option<Child>,
+    child: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -47,14 +49,13 @@ impl OwnMlflow {
 
     /// Starts the server with extra environment variables.
     pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
-        use std::os::unix::process::CommandExt;
         let mlflow = venv_bin("mlflow");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = stockcast_testkit::free_port();
         let artifacts = dir.path().join("artifacts");
         std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-        let log = std::fs::File::create(dir.path().join("mlflow.log")).expect("log");
-        let child = Command::new(mlflow)
+        let mut command = Command::new(mlflow);
+        command
             .current_dir(dir.path())
             .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             .envs(env.iter().copied())
@@ -70,17 +71,12 @@ impl OwnMlflow {
                 &port.to_string(),
                 "--workers",
                 "1",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            // Its own process group: killing the group takes its workers too.
-            .process_group(0)
-            .spawn()
-            .expect("start mlflow");
+            ]);
+        // Its own process group: killing the group takes its workers too.
+        let child = ChildGuard::spawn_group("mlflow", command);
         let mut server = Self {
             url: format!("http://127.0.0.1:{port}"),
-            child: Some(child),
+            child,
             _dir: dir,
         };
         server.wait_ready().await;
@@ -95,13 +91,8 @@ impl OwnMlflow {
         );
         let client = reqwest::Client::new();
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                let log = std::fs::read_to_string(self._dir.path().join("mlflow.log"))
-                    .unwrap_or_default();
-                panic!("mlflow exited during start-up ({status}):\n{log}");
-            }
+            // Fails with its output when it exited during start-up.
+            self.child.assert_running();
             let ok = client
                 .get(&probe)
                 .timeout(Duration::from_secs(2))
@@ -122,18 +113,6 @@ impl OwnMlflow {
 
     /// Kills the server and its workers (SIGKILL to its process group) and waits for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnMlflow {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.kill();
     }
 }

@@ -1,7 +1,5 @@
 //! The bus conformance suite on a real Kafka-protocol broker (`scripts/deps.sh up kafka`).
 
-#![allow(clippy::expect_used)]
-
 async fn kafka() -> std::sync::Arc<stockcast_bus::KafkaBus> {
     let brokers = stockcast_testkit::KAFKA.require();
     let settings = stockcast_bus::KafkaSettings {

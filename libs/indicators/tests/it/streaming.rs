@@ -1,7 +1,5 @@
 //! Streaming vs batch equality, warm-up absence and snapshot/resume for every indicator.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::fmt::Debug;
 
 use rand::rngs::StdRng;

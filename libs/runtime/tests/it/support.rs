@@ -1,7 +1,5 @@
 //! A slow gRPC service and clients for the runtime's lifecycle tests.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,14 +2,12 @@
 //! them: the next member of its group receives those records again. Kafka only — the
 //! in-process bus dies with its process.
 
-#![allow(clippy::expect_used)]
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use stockcast_bus::conformance::{names, recv_n};
 use stockcast_bus::{EventBus, KafkaBus, KafkaSettings, Offsets, Record};
+use stockcast_testkit::process::ChildGuard;
 
 const TOPIC: &str = "STOCKCAST_KILL_TEST_TOPIC";
 const GROUP: &str = "STOCKCAST_KILL_TEST_GROUP";
@@ -51,35 +49,20 @@ async fn consumer_killed_before_commit_redelivers() {
             .expect("publish");
     }
 
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["child_consumer", "--exact", "--ignored", "--nocapture"])
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command
+        .args([
+            "kill::child_consumer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(TOPIC, &topic)
-        .env(GROUP, &group)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child consumer");
-    let stdout = child.stdout.take().expect("stdout");
-    let reported = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("CONSUMED 4"))
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reported.is_finished() {
-        assert!(Instant::now() < deadline, "child never reported consuming");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(status) = child.try_wait().expect("wait") {
-            panic!("child exited early: {status}");
-        }
-    }
-    // The report thread finished because it saw the line, or because stdout closed.
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap");
-    assert!(
-        reported.join().expect("join"),
-        "child did not consume 4 records"
-    );
+        .env(GROUP, &group);
+    let mut child = ChildGuard::spawn("child consumer", command);
+    // Fails with the child's output when it exits early or does not consume 4 records.
+    child.wait_for_line("CONSUMED 4", Duration::from_secs(60));
+    child.kill();
 
     let mut next = bus.subscribe(&group, &[&topic]).await.expect("subscribe");
     let got: Vec<u8> = recv_n(next.as_mut(), 4)

@@ -1,47 +1,31 @@
 //! `stockcast ingest` against a running ingestion service on its embedded defaults (SQLite in
 //! memory, in-process bus), as a user runs it against the demo.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::{Read as _, Write as _};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
+
+use stockcast_testkit::process::ChildGuard;
 
 struct Service {
-    child: Child,
+    _process: ChildGuard,
     addr: String,
     metrics: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_service() -> Service {
     let port = stockcast_testkit::free_port();
     let listen = format!("127.0.0.1:{port}");
     let metrics = format!("127.0.0.1:{}", stockcast_testkit::free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
+    let mut command = super::stockcast();
+    command
         .args(["serve", "ingestion", "--grpc-addr", &listen])
         .args(["--metrics-addr", &metrics])
-        .env("STOCKCAST_INGESTION__INGEST__CSV_DIR", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the service");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "service never listened on {listen}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .env("STOCKCAST_INGESTION__INGEST__CSV_DIR", std::env::temp_dir());
+    let mut process = ChildGuard::spawn("ingestion", command);
+    process.wait_for_port(&listen, Duration::from_secs(20));
     Service {
-        child,
+        _process: process,
         addr: format!("http://{listen}"),
         metrics,
     }
@@ -63,7 +47,7 @@ impl Service {
 /// `stockcast ingest ARGS… --addr <service>`: the connection flag after the subcommand, where
 /// people type it.
 fn ingest(service: &Service, args: &[&str]) -> (Output, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stockcast"))
+    let out = super::stockcast()
         .arg("ingest")
         .args(args)
         .args(["--addr", &service.addr])
@@ -212,7 +196,7 @@ fn a_synthetic_backfill_runs_to_completion() {
 
 #[test]
 fn a_missing_service_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_stockcast"))
+    let out = super::stockcast()
         .args([
             "ingest",
             "--addr",

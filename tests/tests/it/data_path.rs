@@ -3,9 +3,6 @@
 //! feature store serves, online and point-in-time, equal to the batch computation; a
 //! corrected bar is recomputed; both services stop cleanly on SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stockcast_feature_store::view::{View, default_view};
@@ -15,81 +12,28 @@ use stockcast_proto::stockcast::features::v1 as fpb;
 use stockcast_proto::stockcast::features::v1::feature_store_service_client::FeatureStoreServiceClient;
 use stockcast_proto::stockcast::ingestion::v1 as ipb;
 use stockcast_proto::stockcast::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use stockcast_testkit::process::ChildGuard;
 use tonic::transport::Channel;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-/// A service process, killed on drop; its output goes to a log file shown on failure.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: std::path::PathBuf,
+/// `stockcast serve SERVICE` on `127.0.0.1:grpc` with `env`.
+fn start(service: &str, grpc: u16, env: &[(String, String)]) -> ChildGuard {
+    let mut command = super::stockcast();
+    command
+        .args([
+            "serve",
+            service,
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc}"),
+            "--set",
+            "server.metrics_addr=127.0.0.1:0",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    ChildGuard::spawn(service, command)
 }
 
-impl Proc {
-    fn start(name: &'static str, service: &str, grpc: u16, env: &[(String, String)]) -> Self {
-        let log = std::env::temp_dir().join(format!(
-            "stockcast-e2e-{name}-{}.log",
-            stockcast_testkit::unique("x")
-        ));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stockcast"));
-        command
-            .args([
-                "serve",
-                service,
-                "--grpc-addr",
-                &format!("127.0.0.1:{grpc}"),
-                "--set",
-                "server.metrics_addr=127.0.0.1:0",
-            ])
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file));
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().expect("spawn stockcast serve");
-        Self { name, child, log }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status within 30 s.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} ignored SIGTERM\n{}",
-                self.name,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
-
-async fn connect(port: u16, who: &Proc) -> Channel {
+async fn connect(port: u16, who: &mut ChildGuard) -> Channel {
     let deadline = Instant::now() + DEADLINE;
     let endpoint =
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
@@ -104,10 +48,11 @@ async fn connect(port: u16, who: &Proc) -> Channel {
                 return channel;
             }
         }
+        who.assert_running();
         assert!(
             Instant::now() < deadline,
             "{} never became SERVING\n{}",
-            who.name,
+            who.name(),
             who.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -185,7 +130,7 @@ async fn await_exact(
     client: &mut FeatureStoreServiceClient<Channel>,
     view: &View,
     series: &[Vec<stockcast_market::Bar>],
-    fs: &Proc,
+    fs: &ChildGuard,
 ) {
     let symbols: Vec<&str> = series.iter().map(|s| s[0].symbol.as_str()).collect();
     let deadline = Instant::now() + DEADLINE;
@@ -235,8 +180,7 @@ async fn pushed_bars_become_served_features_across_processes() {
         stockcast_testkit::free_port(),
         stockcast_testkit::free_port(),
     );
-    let ingestion = Proc::start(
-        "ingestion",
+    let mut ingestion = start(
         "ingestion",
         ingestion_port,
         &env(
@@ -251,8 +195,7 @@ async fn pushed_bars_become_served_features_across_processes() {
             ],
         ),
     );
-    let features = Proc::start(
-        "feature-store",
+    let mut features = start(
         "feature-store",
         features_port,
         &env(
@@ -271,8 +214,9 @@ async fn pushed_bars_become_served_features_across_processes() {
             ],
         ),
     );
-    let mut push_client = IngestionServiceClient::new(connect(ingestion_port, &ingestion).await);
-    let mut fs_client = FeatureStoreServiceClient::new(connect(features_port, &features).await);
+    let mut push_client =
+        IngestionServiceClient::new(connect(ingestion_port, &mut ingestion).await);
+    let mut fs_client = FeatureStoreServiceClient::new(connect(features_port, &mut features).await);
 
     let view = View::compile(&default_view()).unwrap();
     let mut series = vec![
@@ -318,6 +262,8 @@ async fn pushed_bars_become_served_features_across_processes() {
     series[0][40] = fixed;
     await_exact(&mut fs_client, &view, &series, &features).await;
 
-    assert!(features.stop().success(), "feature store exit");
-    assert!(ingestion.stop().success(), "ingestion exit");
+    let stopped = features.terminate(Duration::from_secs(30));
+    assert!(stopped.success(), "feature store exit\n{}", features.logs());
+    let stopped = ingestion.terminate(Duration::from_secs(30));
+    assert!(stopped.success(), "ingestion exit\n{}", ingestion.logs());
 }

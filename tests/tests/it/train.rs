@@ -3,35 +3,23 @@
 //! server, the errors for bad input; and a model logged by MLflow's Python client, fetched
 //! from MLflow as the registry proxy fetches it, runs through libs/model like onnxruntime.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use stockcast_model::Model;
 use stockcast_model_registry_proxy::registry::{
     LocalRegistry, MlflowRegistry, MlflowSettings, Registry,
 };
+use stockcast_testkit::process::ChildGuard;
 
-/// A demo with its generated history and trained champion, its files in `dir`.
-struct Demo {
-    child: Child,
-    feature_store: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn demo(dir: &Path) -> Demo {
-    let child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
+/// A demo that has generated its history and trained its champion, its files in `dir`, and
+/// its feature store's address.
+fn demo(dir: &Path) -> (ChildGuard, String) {
+    let mut command = super::stockcast();
+    command
         .args([
             "demo",
             "--grpc-addr",
@@ -41,39 +29,23 @@ fn demo(dir: &Path) -> Demo {
         ])
         .arg("--keep-data")
         .arg(dir)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut demo = Demo {
-        child,
-        feature_store: String::new(),
-    };
-    let lines = BufReader::new(demo.child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    for line in lines {
-        let line = line.unwrap();
-        if line.contains("service=\"feature-store\"") && line.contains("grpc=") {
-            let at = line.find("grpc=").unwrap() + 5;
-            demo.feature_store = line[at..].split_whitespace().next().unwrap().to_owned();
-        }
-        if line.contains("trained and registered the demo model") {
-            return demo;
-        }
-        assert!(
-            !line.contains("ERROR") && Instant::now() < deadline,
-            "the demo did not train its model:\n{}\n{line}",
-            seen.join("\n")
-        );
-        seen.push(line);
-    }
-    panic!("the demo ended:\n{}", seen.join("\n"));
+        .env("NO_COLOR", "1");
+    let mut demo = ChildGuard::spawn("demo", command);
+    let line = demo.wait_for_line(
+        "stockcast::demo: serving service=\"feature-store\"",
+        Duration::from_secs(120),
+    );
+    let at = line.find("grpc=").unwrap() + 5;
+    let feature_store = line[at..].split_whitespace().next().unwrap().to_owned();
+    demo.wait_for_line(
+        "trained and registered the demo model",
+        Duration::from_secs(180),
+    );
+    (demo, feature_store)
 }
 
 fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stockcast"))
+    super::stockcast()
         .arg("train")
         .args(args)
         .env("NO_COLOR", "1")
@@ -126,8 +98,8 @@ fn check_registered(bytes: &[u8], tags: &BTreeMap<String, String>, algorithm: &s
 async fn train_registers_models_locally_and_in_mlflow_and_names_bad_input() {
     let mlflow = stockcast_testkit::MLFLOW.require();
     let dir = tempfile::tempdir().unwrap();
-    let demo = demo(&dir.path().join("demo"));
-    let fs = demo.feature_store.as_str();
+    let (_demo, feature_store) = demo(&dir.path().join("demo"));
+    let fs = feature_store.as_str();
 
     // the demo's own champion
     let local = LocalRegistry::open(dir.path().join("demo/models"))
@@ -254,7 +226,7 @@ async fn a_model_logged_by_the_mlflow_python_client_runs_like_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("probe.json");
     let name = stockcast_testkit::unique("pylogged");
-    let logged = Command::new(&python)
+    let logged = std::process::Command::new(&python)
         .args(["-c", LOG_WITH_MLFLOW, &mlflow, &name])
         .arg(&out)
         .output()

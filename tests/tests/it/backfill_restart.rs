@@ -2,12 +2,7 @@
 //! on a real PostgreSQL and Kafka-protocol broker: the job ends with exactly the generated
 //! rows, and an event for every bar and for nothing else.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stockcast_bus::conformance::recv;
@@ -20,6 +15,7 @@ use stockcast_proto::stockcast::ingestion::v1 as pb;
 use stockcast_proto::stockcast::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use stockcast_proto::stockcast::ingestion::v1::start_backfill_request::Params;
 use stockcast_proto::stockcast::types::v1::{Interval as PbInterval, JobState, TimeRange};
+use stockcast_testkit::process::ChildGuard;
 use tonic::transport::Channel;
 
 /// 2024-01-01 00:00 UTC, a Monday.
@@ -49,86 +45,52 @@ struct Setup {
     addr: String,
 }
 
-/// A `stockcast serve ingestion` process, killed when dropped; its output goes to a file.
-struct Server {
-    child: Child,
-    log: PathBuf,
+/// `stockcast serve ingestion` on `setup`; both processes of the test are started alike.
+fn start_server(setup: &Setup, name: &str) -> ChildGuard {
+    let mut command = super::stockcast();
+    command
+        .args([
+            "serve",
+            "ingestion",
+            "--grpc-addr",
+            &setup.addr,
+            "--set",
+            "server.metrics_addr=127.0.0.1:0",
+            "--set",
+            &format!("ingest.batch_size={BATCH_SIZE}"),
+            // One partition: a marker published after the job comes after its events.
+            "--set",
+            "topics.partitions=1",
+        ])
+        .env("STOCKCAST_INGESTION__STORAGE__URL", &setup.pg_url)
+        .env("STOCKCAST_INGESTION__STORAGE__SCHEMA", &setup.schema)
+        .env("STOCKCAST_INGESTION__BUS__KIND", "kafka")
+        .env("STOCKCAST_INGESTION__BUS__KAFKA__BROKERS", &setup.brokers)
+        .env("STOCKCAST_INGESTION__TOPICS__BARS", &setup.topic);
+    ChildGuard::spawn(&format!("ingestion-{name}"), command)
 }
 
-impl Server {
-    fn start(setup: &Setup, name: &str) -> Self {
-        let log = std::env::temp_dir().join(format!("{}-{name}.log", setup.schema));
-        let out = File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
-            .args([
-                "serve",
-                "ingestion",
-                "--grpc-addr",
-                &setup.addr,
-                "--set",
-                "server.metrics_addr=127.0.0.1:0",
-                "--set",
-                &format!("ingest.batch_size={BATCH_SIZE}"),
-                // One partition: a marker published after the job comes after its events.
-                "--set",
-                "topics.partitions=1",
-            ])
-            .env("STOCKCAST_INGESTION__STORAGE__URL", &setup.pg_url)
-            .env("STOCKCAST_INGESTION__STORAGE__SCHEMA", &setup.schema)
-            .env("STOCKCAST_INGESTION__BUS__KIND", "kafka")
-            .env("STOCKCAST_INGESTION__BUS__KAFKA__BROKERS", &setup.brokers)
-            .env("STOCKCAST_INGESTION__TOPICS__BARS", &setup.topic)
-            .stdout(Stdio::from(out.try_clone().expect("log file")))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("spawn stockcast serve ingestion");
-        Self { child, log }
-    }
-
-    /// The last lines of the process's output, for failure messages.
-    fn logs(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Connects, retrying until the process answers.
-    async fn client(&mut self, addr: &str) -> IngestionServiceClient<Channel> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30));
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("server exited with {status}:\n{}", self.logs());
+/// Connects, retrying until the process answers; fails with its output when it exits.
+async fn connect(server: &mut ChildGuard, addr: &str) -> IngestionServiceClient<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30));
+    loop {
+        server.assert_running();
+        if let Ok(channel) = endpoint.connect().await {
+            let mut client = IngestionServiceClient::new(channel);
+            if client.get_status(pb::GetStatusRequest {}).await.is_ok() {
+                return client;
             }
-            if let Ok(channel) = endpoint.connect().await {
-                let mut client = IngestionServiceClient::new(channel);
-                if client.get_status(pb::GetStatusRequest {}).await.is_ok() {
-                    return client;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server on {addr} did not answer within 60 s:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// SIGKILL, and wait until the process is gone.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("wait for the killed server");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(
+            Instant::now() < deadline,
+            "server on {addr} did not answer within 60 s:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -185,8 +147,8 @@ async fn a_killed_backfill_resumes_with_exactly_the_expected_rows_and_events() {
     }
     let total: usize = expected.iter().map(Vec::len).sum();
 
-    let mut first = Server::start(&setup, "first");
-    let mut client = first.client(&setup.addr).await;
+    let mut first = start_server(&setup, "first");
+    let mut client = connect(&mut first, &setup.addr).await;
     let p = params();
     let started = client
         .start_backfill(pb::StartBackfillRequest {
@@ -301,8 +263,8 @@ async fn a_killed_backfill_resumes_with_exactly_the_expected_rows_and_events() {
          {done_keys:?}"
     );
 
-    let mut second = Server::start(&setup, "second");
-    let mut client = second.client(&setup.addr).await;
+    let mut second = start_server(&setup, "second");
+    let mut client = connect(&mut second, &setup.addr).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
         let progress = job(&mut client, &job_id).await;

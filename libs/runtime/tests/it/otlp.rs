@@ -2,11 +2,10 @@
 //! trace through the `traceparent` metadata. The collector is a real OTLP/gRPC server in the
 //! test (the protocol Jaeger's 4317 port speaks).
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::support::*;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -18,7 +17,6 @@ use stockcast_proto::inference::ServerLiveRequest;
 use stockcast_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use stockcast_runtime::telemetry::TracePropagation;
 use stockcast_runtime::{Shutdown, TelemetrySettings};
-use support::*;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -38,6 +36,11 @@ impl TraceService for Collector {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_exported_and_the_server_joins_the_callers_trace() {
+    if !stockcast_testkit::process::in_own_process(
+        "otlp::spans_are_exported_and_the_server_joins_the_callers_trace",
+    ) {
+        return;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector_addr = listener.local_addr().unwrap();

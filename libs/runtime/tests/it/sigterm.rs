@@ -1,17 +1,20 @@
 //! A real SIGTERM: health turns NOT_SERVING while calls are still accepted, then the server
 //! stops accepting, drains the call in flight and returns.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::support::*;
 use stockcast_runtime::{ServerSettings, Shutdown};
-use support::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_not_serving_then_drains_the_call_in_flight() {
+    if !stockcast_testkit::process::in_own_process(
+        "sigterm::sigterm_turns_not_serving_then_drains_the_call_in_flight",
+    ) {
+        return;
+    }
     let settings = ServerSettings {
         shutdown_delay_ms: 600,
         shutdown_grace_ms: 5_000,

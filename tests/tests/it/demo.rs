@@ -1,105 +1,22 @@
 //! `stockcast demo` as users run it: the addresses it takes and prints, the files it leaves,
 //! the history it generates, and how long it takes to stop.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stockcast_proto::stockcast::features::v1 as fpb;
 use stockcast_proto::stockcast::features::v1::feature_store_service_client::FeatureStoreServiceClient;
+use stockcast_testkit::process::ChildGuard;
 
-/// A running demo with its log lines (stdout) arriving on a channel.
-struct Demo {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Demo {
-    fn start(args: &[&str], tmpdir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stockcast"))
-            .arg("demo")
-            .args(args)
-            .env("TMPDIR", tmpdir)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the demo");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `text`; fails with the logs so far after `within`.
-    fn wait_for(&mut self, text: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    panic!("no {text:?} in the demo's logs:\n{}", self.seen.join("\n"))
-                }
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-    }
-
-    /// Waits for the process to end; `None` if it is still running after `within`.
-    fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The rest of the logs, once the process has ended.
-    fn rest(&mut self) -> String {
-        self.seen.extend(self.lines.iter());
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `stockcast demo ARGS…` with its temporary files under `tmpdir`.
+fn start_demo(args: &[&str], tmpdir: &Path) -> ChildGuard {
+    let mut command = super::stockcast();
+    command
+        .arg("demo")
+        .args(args)
+        .env("TMPDIR", tmpdir)
+        .env("NO_COLOR", "1");
+    ChildGuard::spawn("demo", command)
 }
 
 /// The `key=value` field of a log line.
@@ -128,16 +45,57 @@ const LOCAL: [&str; 4] = [
 ];
 
 #[test]
+fn the_demo_starts_every_service_and_stops_after_its_duration() {
+    let out = super::stockcast()
+        .args([
+            "demo",
+            "--duration",
+            "1s",
+            "--base-port",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run stockcast demo");
+    let logs = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{logs}\n{stderr}");
+    assert!(logs.contains("stockcast demo ready"), "{logs}");
+    for service in [
+        "ingestion",
+        "feature-store",
+        "inference",
+        "model-registry-proxy",
+        "risk-metrics",
+    ] {
+        assert!(logs.contains(service), "{service} missing from\n{logs}");
+    }
+    assert!(logs.contains("stockcast demo stopped"), "{logs}");
+    assert!(
+        logs.contains("backfill done"),
+        "the demo generates bars:\n{logs}"
+    );
+    // The feature store consumed them and serves the default view for every demo symbol.
+    let served = logs
+        .lines()
+        .filter(|l| l.contains("online features") && l.contains("DEMO."))
+        .count();
+    assert_eq!(served, 5, "the demo serves features:\n{logs}");
+    assert!(!logs.contains("NOT_FOUND"), "{logs}");
+}
+
+#[test]
 fn the_demo_takes_serve_style_addresses_and_prints_the_ports_it_bound() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(&[&LOCAL[..], &["--no-data"]].concat(), tmp.path());
-    demo.wait_for("stockcast demo ready", Duration::from_secs(60));
+    let mut demo = start_demo(&[&LOCAL[..], &["--no-data"]].concat(), tmp.path());
+    demo.wait_for_line("stockcast demo ready", Duration::from_secs(60));
     let mut ports = Vec::new();
     for _ in 0..5 {
-        let line = demo.wait_for("grpc=127.0.0.1:", Duration::from_secs(10));
+        let line = demo.wait_for_line("grpc=127.0.0.1:", Duration::from_secs(10));
         ports.push(field(&line, "grpc").to_owned());
     }
-    let metrics = demo.wait_for("prometheus metrics on /metrics", Duration::from_secs(10));
+    let metrics = demo.wait_for_line("prometheus metrics on /metrics", Duration::from_secs(10));
     let metrics = field(&metrics, "metrics").to_owned();
     for addr in ports.iter().chain([&metrics]) {
         let addr: std::net::SocketAddr = addr.parse().unwrap();
@@ -157,12 +115,12 @@ fn the_demo_takes_serve_style_addresses_and_prints_the_ports_it_bound() {
 fn the_demo_removes_its_files_on_sigint_and_sigterm_unless_kept() {
     for signal in ["INT", "TERM"] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut demo = Demo::start(&[&LOCAL[..], &["--no-data"]].concat(), tmp.path());
-        demo.wait_for("stockcast demo ready", Duration::from_secs(60));
+        let mut demo = start_demo(&[&LOCAL[..], &["--no-data"]].concat(), tmp.path());
+        demo.wait_for_line("stockcast demo ready", Duration::from_secs(60));
         assert_eq!(demo_dirs(tmp.path()).len(), 1, "the demo's files are there");
         demo.signal(signal);
         let status = demo.exit_within(Duration::from_secs(30));
-        let logs = demo.rest();
+        let logs = demo.logs();
         assert!(status.is_some_and(|s| s.success()), "{status:?}\n{logs}");
         assert_eq!(
             demo_dirs(tmp.path()),
@@ -173,7 +131,7 @@ fn the_demo_removes_its_files_on_sigint_and_sigterm_unless_kept() {
 
     let tmp = tempfile::tempdir().unwrap();
     let keep = tmp.path().join("kept");
-    let mut demo = Demo::start(
+    let mut demo = start_demo(
         &[
             &LOCAL[..],
             &["--no-data", "--keep-data", keep.to_str().unwrap()],
@@ -181,7 +139,7 @@ fn the_demo_removes_its_files_on_sigint_and_sigterm_unless_kept() {
         .concat(),
         tmp.path(),
     );
-    demo.wait_for("stockcast demo ready", Duration::from_secs(60));
+    demo.wait_for_line("stockcast demo ready", Duration::from_secs(60));
     demo.signal("TERM");
     assert!(demo.exit_within(Duration::from_secs(30)).is_some());
     assert!(
@@ -196,8 +154,8 @@ fn the_demo_removes_its_files_on_sigint_and_sigterm_unless_kept() {
 #[test]
 fn the_demo_history_ends_at_the_last_completed_bar() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(&LOCAL, tmp.path());
-    let line = demo.wait_for("online features", Duration::from_secs(120));
+    let mut demo = start_demo(&LOCAL, tmp.path());
+    let line = demo.wait_for_line("online features", Duration::from_secs(120));
     let now = chrono::Utc::now();
     let event_time = line
         .split("event_time=")
@@ -221,15 +179,15 @@ fn the_demo_history_ends_at_the_last_completed_bar() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_stream_does_not_hold_the_demo_past_its_grace() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(&LOCAL, tmp.path());
+    let mut demo = start_demo(&LOCAL, tmp.path());
     let mut feature_store = None;
     for i in 0..5 {
-        let line = demo.wait_for("grpc=127.0.0.1:", Duration::from_secs(60));
+        let line = demo.wait_for_line("grpc=127.0.0.1:", Duration::from_secs(60));
         if i == 1 {
             feature_store = Some(field(&line, "grpc").to_owned());
         }
     }
-    demo.wait_for("online features", Duration::from_secs(120));
+    demo.wait_for_line("online features", Duration::from_secs(120));
     let addr = feature_store.unwrap();
     let mut client = FeatureStoreServiceClient::connect(format!("http://{addr}"))
         .await
@@ -270,7 +228,7 @@ async fn a_slow_stream_does_not_hold_the_demo_past_its_grace() {
     demo.signal("TERM");
     // Grace 5 s plus the drain delay: well within a minute.
     let status = demo.exit_within(Duration::from_secs(60));
-    let logs = demo.seen.join("\n");
+    let logs = demo.logs();
     assert!(
         status.is_some(),
         "the demo still runs a minute after SIGTERM while a stream is open:\n{logs}"

@@ -1,12 +1,8 @@
 //! The caller's deadline ends a call with DEADLINE_EXCEEDED, answered by the server; the
 //! server's own request timeout with CANCELLED.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use super::support::*;
 use stockcast_runtime::{ServerSettings, Shutdown};
-use support::*;
 use tonic::Code;
 
 /// `ServerLive` sleeping `sleep_ms`, with `grpc-timeout` set to `deadline`, sent over a bare
