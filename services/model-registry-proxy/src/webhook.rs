@@ -18,15 +18,15 @@ use stockcast_runtime::echo::truncate_for_message;
 use stockcast_runtime::{Secret, Shutdown};
 use tokio::net::TcpListener;
 
+use crate::aliases::AliasManager;
 use crate::audit::Origin;
-use crate::proxy::Proxy;
 
 /// Path MLflow delivers to.
 pub const PATH: &str = "/mlflow/webhook";
 
 #[derive(Debug, Clone)]
 struct Receiver {
-    proxy: Arc<Proxy>,
+    aliases: Arc<AliasManager>,
     secret: Secret,
     max_age: Duration,
 }
@@ -34,7 +34,7 @@ struct Receiver {
 /// Serves the webhook receiver on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    aliases: Arc<AliasManager>,
     secret: Secret,
     max_age: Duration,
     shutdown: Shutdown,
@@ -42,7 +42,7 @@ pub async fn serve(
     let app = axum::Router::new()
         .route(PATH, axum::routing::post(receive))
         .with_state(Receiver {
-            proxy,
+            aliases,
             secret,
             max_age,
         });
@@ -93,7 +93,7 @@ async fn receive(
     let Some(name) = delivery.data.get("name").and_then(|n| n.as_str()) else {
         return (StatusCode::BAD_REQUEST, "data.name is missing".to_owned());
     };
-    match receiver.proxy.sync_model(name, Origin::Webhook).await {
+    match receiver.aliases.sync_model(name, Origin::Webhook).await {
         Ok(changes) => (StatusCode::OK, format!("{changes} alias changes recorded")),
         Err(error) => {
             tracing::warn!(%error, model = name, "mlflow webhook: cannot read the model's aliases");

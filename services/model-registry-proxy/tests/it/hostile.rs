@@ -1,0 +1,357 @@
+//! Hostile input to the registry proxy through its gRPC API on the local registry: the
+//! property suite over every RPC (random and extreme names, aliases, versions, URIs, page
+//! tokens and timestamps answer OK or a refusal naming the field, never INTERNAL or UNKNOWN,
+//! never past the deadline; a refused request records nothing, and what was accepted before
+//! stays), and the regression cases it found.
+
+use std::future::Future;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
+use stockcast_proto::stockcast::registry::v1 as pb;
+use stockcast_proto::stockcast::registry::v1::model_registry_service_client::ModelRegistryServiceClient;
+use stockcast_proto::stockcast::types::v1::TimeRange;
+use stockcast_testkit::hostile::{self, check_answer};
+use tonic::transport::Channel;
+
+use crate::support::harness::{Harness, Spec, as_actor, fetch, model_name, register, set};
+
+type Client = ModelRegistryServiceClient<Channel>;
+
+/// A call running past this is a hang.
+const CALL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The alias every case must leave where it was: accepted before the suite started.
+const KEPT: &str = "champion";
+
+/// A proxy on a local registry holding one model with two versions and `champion` at 1.
+struct World {
+    harness: Harness,
+    name: String,
+}
+
+impl World {
+    async fn start() -> Self {
+        let harness = Harness::start_local(None, &|_| {}).await;
+        let name = model_name("hostile");
+        register(&*harness.registry, &name, Spec::default()).await;
+        register(&*harness.registry, &name, Spec::default()).await;
+        let mut client = harness.client.clone();
+        client
+            .set_alias(set(&name, KEPT, 1, "the suite's fixed point"))
+            .await
+            .expect("champion set");
+        Self { harness, name }
+    }
+
+    /// The number of audit entries and where `champion` points, read through the API.
+    async fn state(&self) -> (usize, i64) {
+        let mut client = self.harness.client.clone();
+        let mut entries = 0;
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_audit_log(pb::ListAuditLogRequest {
+                    page_size: 1_000,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .expect("audit log readable")
+                .into_inner();
+            entries += page.entries.len();
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let champion = client
+            .resolve_model(pb::ResolveModelRequest {
+                uri: format!("models:/{}@{KEPT}", self.name),
+            })
+            .await
+            .expect("the champion still resolves")
+            .into_inner()
+            .version
+            .and_then(|v| v.model)
+            .map_or(0, |m| m.version);
+        (entries, champion)
+    }
+}
+
+/// Runs `property` over `strategy` against one proxy; after every case the server must
+/// still answer and `champion` still point at version 1.
+fn run<S, F, Fut>(strategy: S, property: F)
+where
+    S: Strategy,
+    S::Value: std::fmt::Debug,
+    F: Fn(Client, String, S::Value) -> Fut,
+    Fut: Future<Output = Result<bool, TestCaseError>>,
+{
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let world = rt.block_on(World::start());
+    let mut runner = TestRunner::new(hostile::config());
+    let result = runner.run(&strategy, |case| {
+        let client = world.harness.client.clone();
+        rt.block_on(async {
+            let (before, _) = world.state().await;
+            let refused =
+                tokio::time::timeout(CALL_DEADLINE, property(client, world.name.clone(), case))
+                    .await
+                    .map_err(|_| TestCaseError::fail("no answer within the deadline"))??;
+            let (after, champion) = world.state().await;
+            prop_assert_eq!(champion, 1, "the champion moved");
+            if refused {
+                prop_assert_eq!(after, before, "a refused call changed the audit log");
+            }
+            Ok(())
+        })
+    });
+    rt.block_on(world.harness.stop());
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+/// A model name: the suite's model, or anything.
+fn name(known: String) -> impl Strategy<Value = String> {
+    prop_oneof![2 => Just(known), 3 => hostile::string(), 1 => Just("n".repeat(255))]
+}
+
+/// An alias other than the one kept: plausible ones and anything.
+fn alias() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => Just("challenger".to_owned()),
+        1 => Just("v3".to_owned()),
+        1 => Just("a".repeat(256)),
+        4 => hostile::string().prop_filter("the kept alias", |a| a != KEPT),
+    ]
+}
+
+/// What follows a model name in a URI.
+fn selector() -> impl Strategy<Value = String> {
+    prop_oneof![
+        hostile::int64().prop_map(|v| format!("/{v}")),
+        Just("/1".to_owned()),
+        Just("/latest".to_owned()),
+        Just("/Production".to_owned()),
+        Just("@champion".to_owned()),
+        alias().prop_map(|a| format!("@{a}")),
+        hostile::string().prop_map(|s| format!("/{s}")),
+        hostile::string(),
+    ]
+}
+
+/// A URI: well-formed around hostile parts, or anything.
+fn uri(known: String) -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (name(known), selector()).prop_map(|(n, s)| format!("models:/{n}{s}")),
+        1 => hostile::string(),
+        1 => hostile::string().prop_map(|s| format!("models:/{s}")),
+        1 => Just(format!("models:/{}", "/".repeat(70_000))),
+    ]
+}
+
+fn version() -> impl Strategy<Value = i64> {
+    prop_oneof![2 => Just(2), 1 => Just(1), 3 => hostile::int64()]
+}
+
+fn reason() -> impl Strategy<Value = String> {
+    prop_oneof![2 => Just("hostile suite".to_owned()), 1 => hostile::string()]
+}
+
+fn known() -> String {
+    // The strategies are built before the world exists; its model name is substituted
+    // for this placeholder.
+    "known-model".to_owned()
+}
+
+fn with_known(name: &str, value: String) -> String {
+    value.replace("known-model", name)
+}
+
+#[test]
+fn resolve_model() {
+    run(uri(known()), |mut client, name, uri| async move {
+        let uri = with_known(&name, uri);
+        let answer = client.resolve_model(pb::ResolveModelRequest { uri }).await;
+        check_answer("ResolveModel", &answer, &["uri"])
+    });
+}
+
+#[test]
+fn fetch_model() {
+    run(
+        (uri(known()), hostile::int64(), hostile::int32()),
+        |mut client, name, (uri, offset, chunk)| async move {
+            let uri = with_known(&name, uri);
+            let answer = fetch(&mut client, &uri, offset, chunk).await;
+            check_answer(
+                "FetchModel",
+                &answer,
+                &["uri", "offset", "chunk_size_bytes"],
+            )
+        },
+    );
+}
+
+#[test]
+fn list_models() {
+    run(
+        (hostile::int32(), hostile::string(), hostile::string()),
+        |mut client, _, (page_size, page_token, name_prefix)| async move {
+            let answer = client
+                .list_models(pb::ListModelsRequest {
+                    page_size,
+                    page_token,
+                    name_prefix,
+                })
+                .await;
+            check_answer(
+                "ListModels",
+                &answer,
+                &["page_size", "page_token", "name_prefix"],
+            )
+        },
+    );
+}
+
+#[test]
+fn list_model_versions() {
+    run(
+        (name(known()), hostile::int32(), hostile::string()),
+        |mut client, known, (name, page_size, page_token)| async move {
+            let answer = client
+                .list_model_versions(pb::ListModelVersionsRequest {
+                    name: with_known(&known, name),
+                    page_size,
+                    page_token,
+                })
+                .await;
+            check_answer(
+                "ListModelVersions",
+                &answer,
+                &["name", "page_size", "page_token"],
+            )
+        },
+    );
+}
+
+#[test]
+fn set_alias() {
+    run(
+        (
+            name(known()),
+            alias(),
+            version(),
+            reason(),
+            prop::option::of(hostile::int64()),
+        ),
+        |mut client, known, (name, alias, version, reason, expected)| async move {
+            let request = pb::SetAliasRequest {
+                name: with_known(&known, name),
+                alias,
+                version,
+                reason,
+                expected_current_version: expected,
+            };
+            let answer = client.set_alias(as_actor("hostile", request)).await;
+            check_answer(
+                "SetAlias",
+                &answer,
+                &[
+                    "name",
+                    "alias",
+                    "version",
+                    "reason",
+                    "expected_current_version",
+                ],
+            )
+        },
+    );
+}
+
+#[test]
+fn delete_alias() {
+    run(
+        (name(known()), alias(), reason()),
+        |mut client, known, (name, alias, reason)| async move {
+            let request = pb::DeleteAliasRequest {
+                name: with_known(&known, name),
+                alias,
+                reason,
+            };
+            let answer = client.delete_alias(request).await;
+            check_answer("DeleteAlias", &answer, &["name", "alias", "reason"])
+        },
+    );
+}
+
+#[test]
+fn list_audit_log() {
+    run(
+        (
+            hostile::int32(),
+            hostile::string(),
+            (hostile::string(), hostile::string(), hostile::string()),
+            (hostile::timestamp(), hostile::timestamp()),
+        ),
+        |mut client, _, (page_size, page_token, (model_name, alias, actor), (start, end))| async move {
+            let answer = client
+                .list_audit_log(pb::ListAuditLogRequest {
+                    page_size,
+                    page_token,
+                    model_name,
+                    alias,
+                    actor,
+                    range: Some(TimeRange { start, end }),
+                })
+                .await;
+            check_answer(
+                "ListAuditLog",
+                &answer,
+                &[
+                    "page_size",
+                    "page_token",
+                    "range",
+                    "model_name",
+                    "alias",
+                    "actor",
+                ],
+            )
+        },
+    );
+}
+
+#[test]
+fn watch_aliases() {
+    run(
+        prop_oneof![
+            4 => prop::collection::vec(name(known()), 0..4),
+            1 => Just(vec!["m".to_owned(); 1_001]),
+        ],
+        |mut client, known, names| async move {
+            let model_names = names.into_iter().map(|n| with_known(&known, n)).collect();
+            let answer = async {
+                let mut stream = client
+                    .watch_aliases(pb::WatchAliasesRequest { model_names })
+                    .await?
+                    .into_inner();
+                stream.message().await
+            }
+            .await;
+            let refused = check_answer("WatchAliases", &answer, &["model_names"])?;
+            if let Ok(first) = answer {
+                prop_assert!(
+                    matches!(
+                        first.and_then(|m| m.payload),
+                        Some(pb::watch_aliases_response::Payload::Snapshot(_))
+                    ),
+                    "a watch begins with a snapshot"
+                );
+            }
+            Ok(refused)
+        },
+    );
+}
