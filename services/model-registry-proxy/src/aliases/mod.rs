@@ -52,15 +52,36 @@ pub struct AliasManager {
     watchers: broadcast::Sender<Event>,
 }
 
+/// Longest `reason` of a change, characters (after trimming): it is recorded in the audit log
+/// and sent with every event.
+pub const MAX_REASON_CHARS: usize = 1_024;
+
 fn check(name: &str, alias: &str, reason: &str) -> Result<(), Error> {
     validate_name(name).map_err(|e| Error::InvalidArgument(format!("name: {e}")))?;
     // The alias checker's messages begin with the field's name already.
     validate_alias(alias).map_err(Error::InvalidArgument)?;
-    if reason.trim().is_empty() {
+    let reason = reason.trim();
+    if reason.is_empty() {
         return Err(Error::InvalidArgument(
             "reason is empty: say why the alias changes (it is recorded in the audit log)"
                 .to_owned(),
         ));
+    }
+    // PostgreSQL cannot store NUL, and no audit reader wants control characters.
+    if let Some(bad) = reason
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "reason contains {bad:?}; control characters other than newline and tab are not \
+             allowed"
+        )));
+    }
+    let length = reason.chars().count();
+    if length > MAX_REASON_CHARS {
+        return Err(Error::InvalidArgument(format!(
+            "reason has {length} characters, at most {MAX_REASON_CHARS}"
+        )));
     }
     Ok(())
 }

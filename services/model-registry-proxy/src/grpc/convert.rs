@@ -55,9 +55,20 @@ fn millis(ts: &prost_types::Timestamp, field: &str) -> Result<i64, Error> {
         })
 }
 
-fn non_empty(value: String) -> Option<String> {
-    (!value.is_empty()).then_some(value)
+/// An audit-log filter: `None` when empty. Recorded names, aliases and actors never hold
+/// control characters (and PostgreSQL cannot compare NUL): a filter with one is refused.
+fn filter(field: &str, value: String) -> Result<Option<String>, Error> {
+    if value.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "{field} {:?} contains a control character",
+            truncate_for_message(&value)
+        )));
+    }
+    Ok((!value.is_empty()).then_some(value))
 }
+
+/// Most models one watch may name.
+const MAX_WATCHED: usize = 1_000;
 
 /// A checked `FetchModel` request.
 #[derive(Debug)]
@@ -147,9 +158,9 @@ impl TryFrom<pb::ListAuditLogRequest> for AuditQuery {
         };
         let range = r.range.unwrap_or_default();
         let filter = AuditFilter {
-            model: non_empty(r.model_name),
-            alias: non_empty(r.alias),
-            actor: non_empty(r.actor),
+            model: filter("model_name", r.model_name)?,
+            alias: filter("alias", r.alias)?,
+            actor: filter("actor", r.actor)?,
             start_ms: range
                 .start
                 .as_ref()
@@ -174,6 +185,12 @@ impl TryFrom<pb::WatchAliasesRequest> for Watched {
     type Error = Error;
 
     fn try_from(r: pb::WatchAliasesRequest) -> Result<Self, Error> {
+        if r.model_names.len() > MAX_WATCHED {
+            return Err(Error::InvalidArgument(format!(
+                "model_names has {} names, at most {MAX_WATCHED}",
+                r.model_names.len()
+            )));
+        }
         for (i, model) in r.model_names.iter().enumerate() {
             name(&format!("model_names[{i}]"), model)?;
         }

@@ -13,9 +13,10 @@ use stockcast_proto::stockcast::registry::v1 as pb;
 use stockcast_proto::stockcast::registry::v1::model_registry_service_client::ModelRegistryServiceClient;
 use stockcast_proto::stockcast::types::v1::TimeRange;
 use stockcast_testkit::hostile::{self, check_answer};
+use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::support::harness::{Harness, Spec, as_actor, fetch, model_name, register, set};
+use crate::support::harness::{Harness, Kind, Spec, as_actor, fetch, model_name, register, set};
 
 type Client = ModelRegistryServiceClient<Channel>;
 
@@ -25,15 +26,16 @@ const CALL_DEADLINE: Duration = Duration::from_secs(10);
 /// The alias every case must leave where it was: accepted before the suite started.
 const KEPT: &str = "champion";
 
-/// A proxy on a local registry holding one model with two versions and `champion` at 1.
+/// A proxy on a local registry (audit log in SQLite, or in PostgreSQL for
+/// [`Kind::LocalPostgres`]) holding one model with two versions and `champion` at 1.
 struct World {
     harness: Harness,
     name: String,
 }
 
 impl World {
-    async fn start() -> Self {
-        let harness = Harness::start_local(None, &|_| {}).await;
+    async fn start(kind: Kind) -> Self {
+        let harness = Harness::start(kind, Duration::ZERO).await;
         let name = model_name("hostile");
         register(&*harness.registry, &name, Spec::default()).await;
         register(&*harness.registry, &name, Spec::default()).await;
@@ -80,9 +82,9 @@ impl World {
     }
 }
 
-/// Runs `property` over `strategy` against one proxy; after every case the server must
-/// still answer and `champion` still point at version 1.
-fn run<S, F, Fut>(strategy: S, property: F)
+/// Runs `property` over `strategy` against one proxy of `kind`; after every case the server
+/// must still answer and `champion` still point at version 1.
+fn run<S, F, Fut>(kind: Kind, strategy: S, property: F)
 where
     S: Strategy,
     S::Value: std::fmt::Debug,
@@ -90,7 +92,7 @@ where
     Fut: Future<Output = Result<bool, TestCaseError>>,
 {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let world = rt.block_on(World::start());
+    let world = rt.block_on(World::start(kind));
     let mut runner = TestRunner::new(hostile::config());
     let result = runner.run(&strategy, |case| {
         let client = world.harness.client.clone();
@@ -173,16 +175,21 @@ fn with_known(name: &str, value: String) -> String {
 
 #[test]
 fn resolve_model() {
-    run(uri(known()), |mut client, name, uri| async move {
-        let uri = with_known(&name, uri);
-        let answer = client.resolve_model(pb::ResolveModelRequest { uri }).await;
-        check_answer("ResolveModel", &answer, &["uri"])
-    });
+    run(
+        Kind::Local,
+        uri(known()),
+        |mut client, name, uri| async move {
+            let uri = with_known(&name, uri);
+            let answer = client.resolve_model(pb::ResolveModelRequest { uri }).await;
+            check_answer("ResolveModel", &answer, &["uri"])
+        },
+    );
 }
 
 #[test]
 fn fetch_model() {
     run(
+        Kind::Local,
         (uri(known()), hostile::int64(), hostile::int32()),
         |mut client, name, (uri, offset, chunk)| async move {
             let uri = with_known(&name, uri);
@@ -199,6 +206,7 @@ fn fetch_model() {
 #[test]
 fn list_models() {
     run(
+        Kind::Local,
         (hostile::int32(), hostile::string(), hostile::string()),
         |mut client, _, (page_size, page_token, name_prefix)| async move {
             let answer = client
@@ -220,6 +228,7 @@ fn list_models() {
 #[test]
 fn list_model_versions() {
     run(
+        Kind::Local,
         (name(known()), hostile::int32(), hostile::string()),
         |mut client, known, (name, page_size, page_token)| async move {
             let answer = client
@@ -240,7 +249,19 @@ fn list_model_versions() {
 
 #[test]
 fn set_alias() {
+    set_alias_on(Kind::Local);
+}
+
+/// PostgreSQL refuses text that SQLite stores (NUL): the audit log's two backends must
+/// answer alike.
+#[test]
+fn set_alias_with_the_audit_log_in_postgres() {
+    set_alias_on(Kind::LocalPostgres);
+}
+
+fn set_alias_on(kind: Kind) {
     run(
+        kind,
         (
             name(known()),
             alias(),
@@ -274,7 +295,19 @@ fn set_alias() {
 
 #[test]
 fn delete_alias() {
+    delete_alias_on(Kind::Local);
+}
+
+/// PostgreSQL refuses text that SQLite stores (NUL): the audit log's two backends must
+/// answer alike.
+#[test]
+fn delete_alias_with_the_audit_log_in_postgres() {
+    delete_alias_on(Kind::LocalPostgres);
+}
+
+fn delete_alias_on(kind: Kind) {
     run(
+        kind,
         (name(known()), alias(), reason()),
         |mut client, known, (name, alias, reason)| async move {
             let request = pb::DeleteAliasRequest {
@@ -290,7 +323,19 @@ fn delete_alias() {
 
 #[test]
 fn list_audit_log() {
+    list_audit_log_on(Kind::Local);
+}
+
+/// PostgreSQL refuses text that SQLite stores (NUL): the audit log's two backends must
+/// answer alike.
+#[test]
+fn list_audit_log_with_the_audit_log_in_postgres() {
+    list_audit_log_on(Kind::LocalPostgres);
+}
+
+fn list_audit_log_on(kind: Kind) {
     run(
+        kind,
         (
             hostile::int32(),
             hostile::string(),
@@ -327,6 +372,7 @@ fn list_audit_log() {
 #[test]
 fn watch_aliases() {
     run(
+        Kind::Local,
         prop_oneof![
             4 => prop::collection::vec(name(known()), 0..4),
             1 => Just(vec!["m".to_owned(); 1_001]),
@@ -354,4 +400,68 @@ fn watch_aliases() {
             Ok(refused)
         },
     );
+}
+
+/// Regression: a reason with NUL was INTERNAL on PostgreSQL after the alias had moved in the
+/// registry, a reason of any size was recorded and sent with every event, audit filters
+/// with NUL were INTERNAL on PostgreSQL, and a watch could name any number of models.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasons_and_audit_filters_are_checked_before_the_audit_log() {
+    for kind in [Kind::LocalPostgres, Kind::Local] {
+        let world = World::start(kind).await;
+        let mut client = world.harness.client.clone();
+        let (before, _) = world.state().await;
+        for reason in ["A\0B".to_owned(), "x".repeat(1_025), "bell\u{7}".to_owned()] {
+            let status = client
+                .set_alias(set(&world.name, "challenger", 2, &reason))
+                .await
+                .expect_err("refused");
+            assert_eq!(status.code(), Code::InvalidArgument, "{kind:?}: {status:?}");
+            assert!(
+                status.message().starts_with("reason"),
+                "{}",
+                status.message()
+            );
+            assert!(status.message().len() < 200, "{}", status.message());
+        }
+        let status = client
+            .set_alias(set(&world.name, "challenger", 2, "line one\n\tline two"))
+            .await;
+        assert!(status.is_ok(), "{kind:?}: {status:?}");
+        let status = client
+            .delete_alias(pb::DeleteAliasRequest {
+                name: world.name.clone(),
+                alias: "challenger".to_owned(),
+                reason: "A\0B".to_owned(),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{kind:?}: {status:?}");
+        for field in ["model_name", "alias", "actor"] {
+            let mut request = pb::ListAuditLogRequest::default();
+            match field {
+                "model_name" => request.model_name = "m\0".to_owned(),
+                "alias" => request.alias = "a\0".to_owned(),
+                _ => request.actor = "\0".to_owned(),
+            }
+            let status = client.list_audit_log(request).await.expect_err("refused");
+            assert_eq!(status.code(), Code::InvalidArgument, "{kind:?}: {status:?}");
+            assert!(status.message().starts_with(field), "{}", status.message());
+        }
+        let status = client
+            .watch_aliases(pb::WatchAliasesRequest {
+                model_names: vec![world.name.clone(); 1_001],
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{kind:?}: {status:?}");
+        assert!(
+            status.message().starts_with("model_names"),
+            "{}",
+            status.message()
+        );
+        let (after, champion) = world.state().await;
+        assert_eq!((after, champion), (before + 1, 1), "{kind:?}");
+        world.harness.stop().await;
+    }
 }

@@ -31,6 +31,8 @@ use tonic::transport::Channel;
 pub enum Kind {
     /// The local directory registry.
     Local,
+    /// The local directory registry with the audit log in PostgreSQL (in-process bus).
+    LocalPostgres,
     /// The MLflow test server (`STOCKCAST_TEST_MLFLOW_URL`).
     Mlflow,
 }
@@ -71,7 +73,7 @@ impl Harness {
     pub async fn start(kind: Kind, poll: Duration) -> Self {
         let dirs = tempfile::tempdir().expect("tempdir");
         let registry: Arc<dyn Registry> = match kind {
-            Kind::Local => Arc::new(
+            Kind::Local | Kind::LocalPostgres => Arc::new(
                 LocalRegistry::open(
                     dirs.path().join("models"),
                     stockcast_runtime::clock::system(),
@@ -136,12 +138,9 @@ impl Harness {
                 Arc::new(SqliteAudit::open("sqlite::memory:").await.expect("sqlite")),
                 Arc::new(MemoryBus::new()),
             ),
+            Kind::LocalPostgres => (postgres_audit().await, Arc::new(MemoryBus::new())),
             Kind::Mlflow => {
-                let url = stockcast_testkit::POSTGRES.require();
-                let schema = stockcast_testkit::unique("registry");
-                let store = PostgresAudit::connect_lazy(&url, &schema, 4, Duration::from_secs(10))
-                    .expect("pool");
-                store.migrate().await.expect("migrate");
+                let store = postgres_audit().await;
                 settings.bus.kind = BusKind::Kafka;
                 let brokers = stockcast_testkit::KAFKA.require();
                 let bus = KafkaBus::new(KafkaSettings {
@@ -149,7 +148,7 @@ impl Harness {
                     ..KafkaSettings::default()
                 })
                 .expect("kafka");
-                (Arc::new(store), Arc::new(bus))
+                (store, Arc::new(bus))
             }
         };
         let bus = bus.unwrap_or(default_bus);
@@ -259,6 +258,16 @@ pub fn contract(view: &str) -> Contract {
         target: "log_return".into(),
         horizon_bars: 5,
     }
+}
+
+/// An audit store in a schema of its own on the test PostgreSQL.
+async fn postgres_audit() -> Arc<dyn AuditStore> {
+    let url = stockcast_testkit::POSTGRES.require();
+    let schema = stockcast_testkit::unique("registry");
+    let store =
+        PostgresAudit::connect_lazy(&url, &schema, 4, Duration::from_secs(10)).expect("pool");
+    store.migrate().await.expect("migrate");
+    Arc::new(store)
 }
 
 /// A model to register.
