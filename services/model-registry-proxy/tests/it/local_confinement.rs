@@ -1,6 +1,7 @@
 //! The local registry reads nothing outside its directory: an `MLmodel` naming an absolute
 //! path, `..` in any disguise, or a symlink leading out is refused before the file is
-//! opened, and no message names a server path.
+//! opened, and no message names a server path. An `MLmodel` it cannot read is refused
+//! saying why.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -246,5 +247,45 @@ async fn symlinks_leading_outside_the_registry_are_refused() {
         .await
         .unwrap();
     assert_eq!(served.version.unwrap().sha256, sha256(&bytes));
+    h.stop().await;
+}
+
+/// Regression: an `MLmodel` that is not UTF-8 was UNAVAILABLE (as if the disk failed); it is
+/// refused as what it is, and so are the other unreadable ones, each saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_mlmodel_files_are_refused_saying_why() {
+    let (h, root, outside, _) = setup().await;
+    let cases: [(&[u8], &str); 4] = [
+        (
+            b"flavors:\n  onnx:\n    data: \xff\xfe.onnx\n",
+            "not UTF-8 text",
+        ),
+        (
+            b"flavors:\n  sklearn:\n    data: model.pkl\n",
+            "no onnx flavor",
+        ),
+        (b"flavors:\n  onnx:\n    code: null\n", "names no data file"),
+        (&[b'#'; (1 << 20) + 1], "more than the 1048576"),
+    ];
+    for (i, (mlmodel, why)) in cases.into_iter().enumerate() {
+        let name = model_name(&format!("unreadable{i}"));
+        register(
+            &*h.registry,
+            &name,
+            Spec {
+                format: ArtifactFormat::MlflowOnnx,
+                ..Spec::default()
+            },
+        )
+        .await;
+        let path = root.join(&name).join("1").join("model").join("MLmodel");
+        std::fs::write(path, mlmodel).unwrap();
+        assert_refused(&h, &name, why, &[&root, outside.path()]).await;
+        let mut client = h.client.clone();
+        let error = resolve(&mut client, &format!("models:/{name}/1"))
+            .await
+            .expect_err(why);
+        assert!(error.message().contains(why), "{why}: {error:?}");
+    }
     h.stop().await;
 }

@@ -24,10 +24,8 @@ macro_rules! audit_conformance {
         }
         #[tokio::test]
         async fn the_outbox_cursor_returns_unpublished_entries_once_marked() {
-            $crate::support::audit_cases::the_outbox_cursor_returns_unpublished_entries_once_marked(
-                                                $store.await.0,
-                                            )
-                                            .await;
+            use $crate::support::audit_cases as cases;
+            cases::the_outbox_cursor_returns_unpublished_entries_once_marked($store.await.0).await;
         }
         #[tokio::test]
         async fn entries_cannot_be_changed_or_removed() {
