@@ -68,7 +68,8 @@ pub struct Deps {
     pub audit: Arc<dyn AuditStore>,
     /// The event bus.
     pub bus: Arc<dyn EventBus>,
-    /// The time of audit entries, events and local registry files.
+    /// The time of audit entries, watches, cached artifacts, webhook checks and local
+    /// registry files.
     pub clock: SharedClock,
 }
 
@@ -153,6 +154,7 @@ pub async fn serve(
                 aliases.clone(),
                 settings.webhook.secret.clone(),
                 Duration::from_secs(settings.webhook.max_age_s),
+                deps.clock.clone(),
                 poller_shutdown.clone(),
             )))
         }

@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
+use stockcast_runtime::clock::SharedClock;
 use stockcast_runtime::echo::truncate_for_message;
 use stockcast_runtime::{Secret, Shutdown};
 use tokio::net::TcpListener;
@@ -29,14 +30,18 @@ struct Receiver {
     aliases: Arc<AliasManager>,
     secret: Secret,
     max_age: Duration,
+    /// Tells how old a delivery is.
+    clock: SharedClock,
 }
 
-/// Serves the webhook receiver on `listener` until `shutdown`.
+/// Serves the webhook receiver on `listener` until `shutdown`, judging deliveries' age by
+/// `clock`.
 pub async fn serve(
     listener: TcpListener,
     aliases: Arc<AliasManager>,
     secret: Secret,
     max_age: Duration,
+    clock: SharedClock,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
@@ -45,6 +50,7 @@ pub async fn serve(
             aliases,
             secret,
             max_age,
+            clock,
         });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
@@ -61,7 +67,7 @@ async fn receive(
         &body,
         receiver.secret.expose(),
         receiver.max_age,
-        chrono::Utc::now().timestamp(),
+        receiver.clock.now_seconds(),
     ) {
         tracing::warn!(why, "mlflow webhook refused");
         return (StatusCode::UNAUTHORIZED, why);

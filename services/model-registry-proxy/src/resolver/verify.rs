@@ -44,7 +44,13 @@ impl Resolver {
         let artifact = self.registry.open_artifact(info).await?;
         match self
             .cache
-            .store(&info.name, info.version, artifact, expected.as_deref())
+            .store(
+                &info.name,
+                info.version,
+                artifact,
+                expected.as_deref(),
+                self.clock.now_ms(),
+            )
             .await
         {
             Ok(stored) => Ok(stored),
