@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use self::convert::{AuditQuery, FetchRequest, PageRequest, Watched, audit_page, expected_version};
 use crate::aliases::AliasManager;
 use crate::deadline::{Budget, within};
+use crate::error::Error;
 use crate::resolver::Resolver;
 
 /// Metadata key naming the caller until authentication supplies an identity.
@@ -51,14 +52,26 @@ impl Api {
     }
 }
 
-fn actor<T>(request: &Request<T>) -> String {
-    request
-        .metadata()
-        .get(ACTOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| "anonymous".to_owned(), str::to_owned)
+/// Longest caller identity recorded, characters.
+const MAX_ACTOR_CHARS: usize = 256;
+
+/// The caller's identity: `anonymous` without the header; a header that is not printable
+/// ASCII or is too long is refused rather than recorded as someone else.
+fn actor<T>(request: &Request<T>) -> Result<String, Error> {
+    let Some(value) = request.metadata().get(ACTOR_HEADER) else {
+        return Ok("anonymous".to_owned());
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Error::InvalidArgument(format!("{ACTOR_HEADER} is not printable ASCII")))?;
+    match value.trim() {
+        "" => Ok("anonymous".to_owned()),
+        actor if actor.len() > MAX_ACTOR_CHARS => Err(Error::InvalidArgument(format!(
+            "{ACTOR_HEADER} has {} characters, at most {MAX_ACTOR_CHARS}",
+            actor.len()
+        ))),
+        actor => Ok(actor.to_owned()),
+    }
 }
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -116,7 +129,7 @@ impl ModelRegistryService for Api {
         &self,
         request: Request<pb::SetAliasRequest>,
     ) -> Result<Response<pb::SetAliasResponse>, Status> {
-        let (actor, budget) = (actor(&request), self.budget(&request));
+        let (actor, budget) = (actor(&request)?, self.budget(&request));
         let r = request.into_inner();
         let expected = expected_version(r.expected_current_version)?;
         let change =
@@ -131,7 +144,7 @@ impl ModelRegistryService for Api {
         &self,
         request: Request<pb::DeleteAliasRequest>,
     ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
-        let (actor, budget) = (actor(&request), self.budget(&request));
+        let (actor, budget) = (actor(&request)?, self.budget(&request));
         let r = request.into_inner();
         let change = self
             .aliases

@@ -268,8 +268,9 @@ fn set_alias_on(kind: Kind) {
             version(),
             reason(),
             prop::option::of(hostile::int64()),
+            prop_oneof![3 => "[ -~]{0,40}", 1 => Just("a".repeat(257))],
         ),
-        |mut client, known, (name, alias, version, reason, expected)| async move {
+        |mut client, known, (name, alias, version, reason, expected, actor)| async move {
             let request = pb::SetAliasRequest {
                 name: with_known(&known, name),
                 alias,
@@ -277,7 +278,7 @@ fn set_alias_on(kind: Kind) {
                 reason,
                 expected_current_version: expected,
             };
-            let answer = client.set_alias(as_actor("hostile", request)).await;
+            let answer = client.set_alias(as_actor(&actor, request)).await;
             check_answer(
                 "SetAlias",
                 &answer,
@@ -287,6 +288,7 @@ fn set_alias_on(kind: Kind) {
                     "version",
                     "reason",
                     "expected_current_version",
+                    "x-stockcast-actor",
                 ],
             )
         },
@@ -464,4 +466,42 @@ async fn reasons_and_audit_filters_are_checked_before_the_audit_log() {
         assert_eq!((after, champion), (before + 1, 1), "{kind:?}");
         world.harness.stop().await;
     }
+}
+
+/// Regression: an actor header that was not printable ASCII was recorded as `anonymous`,
+/// and one of any length was recorded and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_header_that_cannot_be_recorded_is_refused() {
+    let world = World::start(Kind::Local).await;
+    let mut client = world.harness.client.clone();
+    let (before, _) = world.state().await;
+    let long = as_actor(&"a".repeat(257), set(&world.name, "challenger", 2, "why"));
+    let mut opaque = tonic::Request::new(set(&world.name, "challenger", 2, "why"));
+    opaque.metadata_mut().insert(
+        stockcast_model_registry_proxy::ACTOR_HEADER,
+        tonic::metadata::AsciiMetadataValue::try_from(&b"caf\xe9"[..]).unwrap(),
+    );
+    for request in [long, opaque] {
+        let status = client.set_alias(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with("x-stockcast-actor"),
+            "{}",
+            status.message()
+        );
+    }
+    let entry = client
+        .set_alias(as_actor(
+            &"a".repeat(256),
+            set(&world.name, "challenger", 2, "why"),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(entry.actor, "a".repeat(256));
+    let (after, champion) = world.state().await;
+    assert_eq!((after, champion), (before + 1, 1));
+    world.harness.stop().await;
 }
