@@ -326,6 +326,7 @@ fn serve(
                 online: Arc::new(stockcast_feature_store::store::memory::MemoryOnline::new()),
                 offline,
                 bus: bus.clone(),
+                clock: stockcast_runtime::clock::system(),
             };
             stockcast_feature_store::serve(listener, features, deps, shutdown)
                 .await

@@ -71,6 +71,7 @@ pub async fn embedded(case: &str, views: Vec<ViewSpec>) -> (Settings, Deps) {
         online: Arc::new(MemoryOnline::new()),
         offline: open(&DatabaseSettings::default()).await.expect("sqlite"),
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
+        clock: stockcast_runtime::clock::system(),
     };
     (s, deps)
 }
