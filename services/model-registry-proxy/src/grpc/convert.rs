@@ -113,6 +113,12 @@ impl TryFrom<pb::ListModelsRequest> for PageRequest {
     type Error = Error;
 
     fn try_from(r: pb::ListModelsRequest) -> Result<Self, Error> {
+        // Longer than a name, or with a character no name has, it matches nothing; refused,
+        // it also never reaches MLflow's filter parser.
+        if !r.name_prefix.is_empty() {
+            validate_name(&r.name_prefix)
+                .map_err(|e| Error::InvalidArgument(format!("name_prefix: {e}")))?;
+        }
         Ok(Self {
             size: page_size(r.page_size)?,
             name: r.name_prefix,

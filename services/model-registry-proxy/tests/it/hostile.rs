@@ -175,21 +175,39 @@ fn with_known(name: &str, value: String) -> String {
 
 #[test]
 fn resolve_model() {
-    run(
-        Kind::Local,
-        uri(known()),
-        |mut client, name, uri| async move {
-            let uri = with_known(&name, uri);
-            let answer = client.resolve_model(pb::ResolveModelRequest { uri }).await;
-            check_answer("ResolveModel", &answer, &["uri"])
-        },
-    );
+    resolve_model_on(Kind::Local);
+}
+
+/// The same on real MLflow, whose answers to odd names and page tokens must become
+/// refusals naming the field too.
+#[test]
+fn resolve_model_on_mlflow() {
+    resolve_model_on(Kind::Mlflow);
+}
+
+fn resolve_model_on(kind: Kind) {
+    run(kind, uri(known()), |mut client, name, uri| async move {
+        let uri = with_known(&name, uri);
+        let answer = client.resolve_model(pb::ResolveModelRequest { uri }).await;
+        check_answer("ResolveModel", &answer, &["uri"])
+    });
 }
 
 #[test]
 fn fetch_model() {
+    fetch_model_on(Kind::Local);
+}
+
+/// The same on real MLflow, whose answers to odd names and page tokens must become
+/// refusals naming the field too.
+#[test]
+fn fetch_model_on_mlflow() {
+    fetch_model_on(Kind::Mlflow);
+}
+
+fn fetch_model_on(kind: Kind) {
     run(
-        Kind::Local,
+        kind,
         (uri(known()), hostile::int64(), hostile::int32()),
         |mut client, name, (uri, offset, chunk)| async move {
             let uri = with_known(&name, uri);
@@ -205,8 +223,19 @@ fn fetch_model() {
 
 #[test]
 fn list_models() {
+    list_models_on(Kind::Local);
+}
+
+/// The same on real MLflow, whose answers to odd names and page tokens must become
+/// refusals naming the field too.
+#[test]
+fn list_models_on_mlflow() {
+    list_models_on(Kind::Mlflow);
+}
+
+fn list_models_on(kind: Kind) {
     run(
-        Kind::Local,
+        kind,
         (hostile::int32(), hostile::string(), hostile::string()),
         |mut client, _, (page_size, page_token, name_prefix)| async move {
             let answer = client
@@ -227,8 +256,19 @@ fn list_models() {
 
 #[test]
 fn list_model_versions() {
+    list_model_versions_on(Kind::Local);
+}
+
+/// The same on real MLflow, whose answers to odd names and page tokens must become
+/// refusals naming the field too.
+#[test]
+fn list_model_versions_on_mlflow() {
+    list_model_versions_on(Kind::Mlflow);
+}
+
+fn list_model_versions_on(kind: Kind) {
     run(
-        Kind::Local,
+        kind,
         (name(known()), hostile::int32(), hostile::string()),
         |mut client, known, (name, page_size, page_token)| async move {
             let answer = client
@@ -503,5 +543,52 @@ async fn an_actor_header_that_cannot_be_recorded_is_refused() {
     assert_eq!(entry.actor, "a".repeat(256));
     let (after, champion) = world.state().await;
     assert_eq!((after, champion), (before + 1, 1));
+    world.harness.stop().await;
+}
+
+/// Regression (MLflow): a page token MLflow cannot decode was answered UNAVAILABLE from its
+/// HTTP 500, counting towards opening the circuit breaker for every caller, or
+/// INVALID_ARGUMENT in MLflow's words naming no field; a name prefix went into MLflow's
+/// filter whatever it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_tokens_and_prefixes_mlflow_cannot_take_are_refused_before_it_is_asked() {
+    let world = World::start(Kind::Mlflow).await;
+    let mut client = world.harness.client.clone();
+    // More refusals than the harness's breaker_failures (3).
+    for token in ["¡", "¡", "AAAA", "not base64!", "¡", "¡"] {
+        let status = client
+            .list_models(pb::ListModelsRequest {
+                page_token: token.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{token}: {status:?}");
+        assert!(status.message().starts_with("page_token"), "{status:?}");
+        let status = client
+            .list_model_versions(pb::ListModelVersionsRequest {
+                name: world.name.clone(),
+                page_token: token.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{token}: {status:?}");
+        assert!(status.message().starts_with("page_token"), "{status:?}");
+    }
+    for prefix in ["a'b", "%", "\"", "¡"] {
+        let status = client
+            .list_models(pb::ListModelsRequest {
+                name_prefix: prefix.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{prefix}: {status:?}");
+        assert!(status.message().starts_with("name_prefix"), "{status:?}");
+    }
+    // The breaker is still closed: the registry answers.
+    let (_, champion) = world.state().await;
+    assert_eq!(champion, 1);
     world.harness.stop().await;
 }

@@ -346,7 +346,7 @@ impl Registry for LocalRegistry {
         } else {
             page_token.parse::<i64>().map_err(|_| {
                 RegistryError::InvalidArgument(format!(
-                    "page_token {:?} is not valid",
+                    "page_token {:?} is not a token this service issued",
                     truncate_for_message(page_token)
                 ))
             })?

@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stockcast_runtime::Secret;
+use stockcast_runtime::echo::truncate_for_message;
 
 use self::http::{Http, Idempotent};
 use self::json::{
@@ -142,6 +143,41 @@ impl MlflowRegistry {
     }
 }
 
+/// Longest page token passed on to MLflow, bytes (its tokens are short base64).
+const MAX_PAGE_TOKEN: usize = 4_096;
+
+fn not_issued(token: &str) -> RegistryError {
+    RegistryError::InvalidArgument(format!(
+        "page_token {:?} is not a token this service issued",
+        truncate_for_message(token)
+    ))
+}
+
+/// Refuses a page token MLflow cannot have issued (its tokens are base64) before it is sent:
+/// MLflow answers some (non-ASCII ones) with HTTP 500, which would count towards opening
+/// the circuit breaker for everyone.
+fn check_token(token: &str) -> Result<(), RegistryError> {
+    let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_');
+    if token.len() > MAX_PAGE_TOKEN || !token.bytes().all(base64) {
+        return Err(not_issued(token));
+    }
+    Ok(())
+}
+
+/// MLflow's refusal of a page token (its words: "Invalid page token, …") as a refusal naming
+/// the field, like the local registry's.
+fn bad_token(error: RegistryError, token: &str) -> RegistryError {
+    match error {
+        RegistryError::InvalidArgument(raw)
+            if !token.is_empty() && raw.to_ascii_lowercase().contains("page token") =>
+        {
+            tracing::debug!(raw, "mlflow refused a page token");
+            not_issued(token)
+        }
+        other => other,
+    }
+}
+
 #[async_trait]
 impl Registry for MlflowRegistry {
     fn kind(&self) -> &'static str {
@@ -192,6 +228,7 @@ impl Registry for MlflowRegistry {
         page_size: usize,
         page_token: &str,
     ) -> Result<Page<ModelInfo>, RegistryError> {
+        check_token(page_token)?;
         #[derive(Deserialize, Default)]
         #[serde(default)]
         struct Answer {
@@ -210,7 +247,8 @@ impl Registry for MlflowRegistry {
         }
         let answer: Answer = self
             .get("api/2.0/mlflow/registered-models/search", &query)
-            .await?;
+            .await
+            .map_err(|e| bad_token(e, page_token))?;
         Ok(Page {
             items: answer
                 .registered_models
@@ -310,6 +348,7 @@ impl Registry for MlflowRegistry {
         page_size: usize,
         page_token: &str,
     ) -> Result<Page<VersionInfo>, RegistryError> {
+        check_token(page_token)?;
         // A missing model is NOT_FOUND, not an empty list.
         self.registered_model(name).await?;
         let max = page_size.to_string();
@@ -324,7 +363,8 @@ impl Registry for MlflowRegistry {
         }
         let answer: VersionsAnswer = self
             .get("api/2.0/mlflow/model-versions/search", &query)
-            .await?;
+            .await
+            .map_err(|e| bad_token(e, page_token))?;
         Ok(Page {
             items: answer
                 .model_versions
