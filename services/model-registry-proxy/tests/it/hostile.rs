@@ -556,39 +556,34 @@ async fn page_tokens_and_prefixes_mlflow_cannot_take_are_refused_before_it_is_as
     let mut client = world.harness.client.clone();
     // More refusals than the harness's breaker_failures (3).
     for token in ["¡", "¡", "AAAA", "not base64!", "¡", "¡"] {
-        let status = client
-            .list_models(pb::ListModelsRequest {
-                page_token: token.to_owned(),
-                ..Default::default()
-            })
-            .await
-            .expect_err("refused");
-        assert_eq!(status.code(), Code::InvalidArgument, "{token}: {status:?}");
-        assert!(status.message().starts_with("page_token"), "{status:?}");
-        let status = client
-            .list_model_versions(pb::ListModelVersionsRequest {
-                name: world.name.clone(),
-                page_token: token.to_owned(),
-                ..Default::default()
-            })
-            .await
-            .expect_err("refused");
-        assert_eq!(status.code(), Code::InvalidArgument, "{token}: {status:?}");
-        assert!(status.message().starts_with("page_token"), "{status:?}");
+        let models = pb::ListModelsRequest {
+            page_token: token.to_owned(),
+            ..Default::default()
+        };
+        refused_naming("page_token", client.list_models(models).await);
+        let versions = pb::ListModelVersionsRequest {
+            name: world.name.clone(),
+            page_token: token.to_owned(),
+            ..Default::default()
+        };
+        refused_naming("page_token", client.list_model_versions(versions).await);
     }
     for prefix in ["a'b", "%", "\"", "¡"] {
-        let status = client
-            .list_models(pb::ListModelsRequest {
-                name_prefix: prefix.to_owned(),
-                ..Default::default()
-            })
-            .await
-            .expect_err("refused");
-        assert_eq!(status.code(), Code::InvalidArgument, "{prefix}: {status:?}");
-        assert!(status.message().starts_with("name_prefix"), "{status:?}");
+        let models = pb::ListModelsRequest {
+            name_prefix: prefix.to_owned(),
+            ..Default::default()
+        };
+        refused_naming("name_prefix", client.list_models(models).await);
     }
     // The breaker is still closed: the registry answers.
     let (_, champion) = world.state().await;
     assert_eq!(champion, 1);
     world.harness.stop().await;
+}
+
+/// Asserts `answer` is INVALID_ARGUMENT with a message beginning with `field`.
+fn refused_naming<T: std::fmt::Debug>(field: &str, answer: Result<T, tonic::Status>) {
+    let status = answer.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+    assert!(status.message().starts_with(field), "{status:?}");
 }
