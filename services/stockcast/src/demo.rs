@@ -307,6 +307,7 @@ fn serve(
                 bus: bus.clone(),
                 sources,
                 budget,
+                clock: stockcast_runtime::clock::system(),
             };
             stockcast_ingestion::serve(listener, ingestion, deps, shutdown)
                 .await
