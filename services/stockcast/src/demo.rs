@@ -226,9 +226,12 @@ pub async fn demo_champion(
         registry_proxy: Some(proxy),
     };
     let trained = crate::train::train_model(&args).await?;
-    let registry = stockcast_model_registry_proxy::registry::LocalRegistry::open(models_dir)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry = stockcast_model_registry_proxy::registry::LocalRegistry::open(
+        models_dir,
+        stockcast_runtime::clock::system(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = crate::train::register(&registry, DEMO_MODEL, &trained).await?;
     crate::train::set_alias(&registry, Some(proxy), DEMO_MODEL, "champion", version).await?;
     let m = trained.report.overall.model;

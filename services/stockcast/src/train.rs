@@ -464,7 +464,7 @@ pub async fn set_alias(
 async fn registry_of(args: &TrainArgs) -> anyhow::Result<Option<Box<dyn Registry>>> {
     if let Some(dir) = &args.registry_dir {
         return Ok(Some(Box::new(
-            LocalRegistry::open(dir)
+            LocalRegistry::open(dir, stockcast_runtime::clock::system())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         )));

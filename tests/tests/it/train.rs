@@ -102,9 +102,12 @@ async fn train_registers_models_locally_and_in_mlflow_and_names_bad_input() {
     let fs = feature_store.as_str();
 
     // the demo's own champion
-    let local = LocalRegistry::open(dir.path().join("demo/models"))
-        .await
-        .unwrap();
+    let local = LocalRegistry::open(
+        dir.path().join("demo/models"),
+        stockcast_runtime::clock::system(),
+    )
+    .await
+    .unwrap();
     let (bytes, tags) = version_bytes(&local, "daily-return", "champion").await;
     check_registered(&bytes, &tags, "gbt");
 
@@ -137,7 +140,9 @@ async fn train_registers_models_locally_and_in_mlflow_and_names_bad_input() {
         "{}",
         text(&out)
     );
-    let local = LocalRegistry::open(&registry).await.unwrap();
+    let local = LocalRegistry::open(&registry, stockcast_runtime::clock::system())
+        .await
+        .unwrap();
     let (bytes, tags) = version_bytes(&local, "ridge-5", "champion").await;
     assert_eq!(bytes, std::fs::read(&file).unwrap());
     check_registered(&bytes, &tags, "ridge");
