@@ -23,8 +23,6 @@ pub mod train;
 mod engine_tract;
 #[cfg(feature = "run")]
 mod error;
-#[cfg(all(test, feature = "run"))]
-mod fuzz;
 #[cfg(feature = "run")]
 mod model;
 #[cfg(feature = "run")]

@@ -1,0 +1,9 @@
+//! Integration tests of stockcast-model, one binary: the correctness matrix against
+//! onnxruntime's recorded outputs, load and run errors, the fuzz harness of model reading, and trained models' exports.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod errors;
+mod fuzz;
+mod matrix;
+mod train;
