@@ -10,6 +10,7 @@ use stockcast_market::convert::seconds_to_proto;
 use stockcast_proto::stockcast::features::v1 as pb;
 use stockcast_proto::stockcast::features::v1::feature_store_service_server::FeatureStoreService;
 use stockcast_proto::stockcast::types::v1 as types;
+use stockcast_runtime::echo::truncate_for_message;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -71,12 +72,14 @@ fn view_of<'a>(catalog: &'a Catalog, name: &str, version: i32) -> Result<&'a Vie
         let known: Vec<String> = catalog.views().iter().map(|v| v.id.to_string()).collect();
         if version == 0 {
             Status::not_found(format!(
-                "feature view {name:?} is not served (served: {})",
+                "feature view {:?} is not served (served: {})",
+                truncate_for_message(name),
                 known.join(", ")
             ))
         } else {
             Status::not_found(format!(
-                "feature view {name:?} version {version} is not served (served: {})",
+                "feature view {:?} version {version} is not served (served: {})",
+                truncate_for_message(name),
                 known.join(", ")
             ))
         }
@@ -90,7 +93,7 @@ fn check_symbol(field: &str, symbol: &str) -> Result<(), Status> {
     if symbol.len() > 32 {
         return Err(invalid(
             field,
-            format!("{symbol:?} is longer than 32 bytes"),
+            format!("{:?} is longer than 32 bytes", truncate_for_message(symbol)),
         ));
     }
     Ok(())
@@ -557,8 +560,12 @@ impl FeatureStoreService for Api {
         request: Request<pb::GetMaterializationJobRequest>,
     ) -> Result<Response<pb::GetMaterializationJobResponse>, Status> {
         let req = request.into_inner();
-        let id = Uuid::parse_str(&req.job_id)
-            .map_err(|_| invalid("job_id", format!("{:?} is not a UUID", req.job_id)))?;
+        let id = Uuid::parse_str(&req.job_id).map_err(|_| {
+            invalid(
+                "job_id",
+                format!("{:?} is not a UUID", truncate_for_message(&req.job_id)),
+            )
+        })?;
         let job = self
             .materializer
             .job(id)

@@ -115,6 +115,64 @@ async fn timestamps_with_nanos_outside_a_second_or_before_1900_are_refused() {
     service.stop().await.unwrap();
 }
 
+/// An over-long value is refused without echoing it whole: a megabyte echoed into
+/// `grpc-message` is a header block the client refuses, and it tears the connection down
+/// (every call in flight on it ends CANCELLED).
+#[tokio::test]
+async fn over_long_values_are_refused_without_echoing_them() {
+    let (settings, deps) = embedded("fs_hostile_echo", vec![default_view()]).await;
+    let service = Service::start_on(settings, deps).await;
+    let mut client = service.client();
+    let long = "X".repeat(1 << 20);
+    let check = |status: tonic::Status, code: Code, field: &str| {
+        assert_eq!(
+            status.code(),
+            code,
+            "{}",
+            &status.message()[..200.min(status.message().len())]
+        );
+        assert!(
+            status.message().contains(field),
+            "{}",
+            &status.message()[..200]
+        );
+        assert!(
+            status.message().len() < 400,
+            "{} bytes",
+            status.message().len()
+        );
+    };
+    let status = client
+        .get_online_features(pb::GetOnlineFeaturesRequest {
+            feature_view: "default".to_owned(),
+            feature_view_version: 0,
+            symbols: vec!["A".to_owned(), long.clone()],
+        })
+        .await
+        .expect_err("refused");
+    check(status, Code::InvalidArgument, "symbols[1]");
+    let status = client
+        .get_online_features(pb::GetOnlineFeaturesRequest {
+            feature_view: long.clone(),
+            feature_view_version: 0,
+            symbols: vec!["A".to_owned()],
+        })
+        .await
+        .expect_err("refused");
+    check(status, Code::NotFound, "XXXX");
+    let status = client
+        .get_materialization_job(pb::GetMaterializationJobRequest { job_id: long })
+        .await
+        .expect_err("refused");
+    check(status, Code::InvalidArgument, "job_id");
+    // The connection survived: a good call still answers.
+    client
+        .list_feature_views(pb::ListFeatureViewsRequest::default())
+        .await
+        .expect("ListFeatureViews");
+    service.stop().await.unwrap();
+}
+
 /// Runs `property` over `strategy` against one embedded feature store.
 fn run<S, F, Fut>(strategy: S, property: F)
 where
