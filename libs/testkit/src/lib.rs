@@ -8,6 +8,8 @@
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+#[cfg(feature = "alpha-vantage")]
+pub mod alpha_vantage;
 pub mod hostile;
 
 /// A server that tests need.

@@ -4,10 +4,15 @@
 //! Consumes market-bar events ([`stream`]), computes the declared feature views
 //! ([`view`]), keeps the latest vector per symbol in the online store and every vector in
 //! the offline store ([`store`]), recomputes views over history on request
-//! ([`materialize`]), and serves `stockcast.features.v1.FeatureStoreService` ([`grpc`]).
+//! ([`materialize`]), answers point-in-time queries page by page ([`history`]), and serves
+//! `stockcast.features.v1.FeatureStoreService` ([`grpc`]). Errors are [`error::Error`],
+//! metric names are in [`metrics`].
 
+pub mod error;
 pub mod grpc;
+pub mod history;
 pub mod materialize;
+pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod stream;
@@ -20,6 +25,7 @@ use stockcast_bus::EventBus;
 use stockcast_proto::stockcast::features::v1::feature_store_service_server::FeatureStoreServiceServer;
 pub use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
+use stockcast_runtime::clock::SharedClock;
 use stockcast_runtime::start::wait_for;
 use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
@@ -52,6 +58,8 @@ pub struct Deps {
     pub offline: Arc<dyn OfflineStore>,
     /// Event bus.
     pub bus: Arc<dyn EventBus>,
+    /// Wall-clock time: staleness, validation of bar and request times, job times.
+    pub clock: SharedClock,
 }
 
 impl Deps {
@@ -85,6 +93,7 @@ impl Deps {
             online,
             offline,
             bus,
+            clock: stockcast_runtime::clock::system(),
         })
     }
 }
@@ -134,8 +143,9 @@ pub async fn serve(
             Arc::clone(&deps.bus),
             settings.stream.clone(),
             &settings.validation,
+            Arc::clone(&deps.clock),
         )
-        .map_err(StartError::Config)?;
+        .map_err(StartError::config)?;
         let stop = workers.clone();
         Some(tokio::spawn(async move {
             let result = processor
@@ -155,6 +165,7 @@ pub async fn serve(
         Arc::clone(&deps.online),
         settings.materialize.clone(),
         workers.clone(),
+        Arc::clone(&deps.clock),
     );
     match materializer.resume_all().await {
         Ok(0) => {}
@@ -166,6 +177,7 @@ pub async fn serve(
         online: Arc::clone(&deps.online),
         offline: Arc::clone(&deps.offline),
         materializer: materializer.clone(),
+        clock: Arc::clone(&deps.clock),
     };
     let result = GrpcServer::new(SERVICE, &settings.server)
         .add_service(FeatureStoreServiceServer::new(api))

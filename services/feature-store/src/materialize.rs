@@ -15,12 +15,15 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use stockcast_runtime::Shutdown;
+use stockcast_runtime::clock::SharedClock;
+
+use crate::error::Error;
 use crate::store::{
     ChunkDone, FeatureRow, JobRecord, JobState, OfflineStore, OnlineStore, OnlineWrite, StoreError,
-    Ts, ViewWrite, WriteBatch, for_each_bar,
+    ViewWrite, WriteBatch, for_each_bar,
 };
-use crate::view::{Catalog, View, ViewState};
-use stockcast_runtime::Shutdown;
+use crate::view::{Catalog, Ts, View, ViewState};
 
 /// Attempts of a chunk the store refuses (not merely unreachable) before the job fails.
 const MAX_REFUSALS: u32 = 5;
@@ -64,25 +67,6 @@ pub struct MaterializeSpec {
     pub request_id: Option<String>,
 }
 
-/// Why a materialization could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum MaterializeError {
-    /// The request names an unknown view version.
-    #[error("feature view {0} is not served")]
-    UnknownView(String),
-    /// The request is malformed.
-    #[error("{field}: {reason}")]
-    Invalid {
-        /// Request field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Starts, resumes and reports materialization jobs.
 #[derive(Debug, Clone)]
 pub struct Materializer {
@@ -92,17 +76,20 @@ pub struct Materializer {
     settings: MaterializeSettings,
     slots: Arc<Semaphore>,
     shutdown: Shutdown,
+    clock: SharedClock,
     tasks: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl Materializer {
-    /// A materializer that stops taking chunks when `shutdown` fires.
+    /// A materializer that stops taking chunks when `shutdown` fires; `clock` times the
+    /// jobs.
     pub fn new(
         catalog: Arc<Catalog>,
         offline: Arc<dyn OfflineStore>,
         online: Arc<dyn OnlineStore>,
         settings: MaterializeSettings,
         shutdown: Shutdown,
+        clock: SharedClock,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         Self {
@@ -112,29 +99,30 @@ impl Materializer {
             settings,
             slots,
             shutdown,
+            clock,
             tasks: Arc::default(),
         }
     }
 
     /// Creates a job (or returns the existing one for a repeated request id) and runs it in
     /// the background.
-    pub async fn start(&self, spec: MaterializeSpec) -> Result<JobRecord, MaterializeError> {
+    pub async fn start(&self, spec: MaterializeSpec) -> Result<JobRecord, Error> {
         let view = self
             .catalog
             .get(&spec.view, spec.version)
             .ok_or_else(|| {
-                MaterializeError::UnknownView(if spec.version == 0 {
-                    spec.view.clone()
+                Error::NotFound(if spec.version == 0 {
+                    format!("feature view {} is not served", spec.view)
                 } else {
-                    format!("{}:v{}", spec.view, spec.version)
+                    format!("feature view {}:v{} is not served", spec.view, spec.version)
                 })
             })?
             .clone();
         if spec.from >= spec.until {
-            return Err(MaterializeError::Invalid {
-                field: "range",
-                reason: format!("start {} is not before end {}", spec.from, spec.until),
-            });
+            return Err(Error::invalid(
+                "range",
+                format!("start {} is not before end {}", spec.from, spec.until),
+            ));
         }
         let symbols = if spec.symbols.is_empty() {
             self.offline.symbols(view.interval).await?
@@ -146,7 +134,7 @@ impl Materializer {
         };
         let slice = self.settings.chunk_bars.max(1) * view.interval.seconds();
         let slices = (spec.until - spec.from + slice - 1) / slice;
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.now_seconds();
         let job = JobRecord {
             id: Uuid::now_v7(),
             request_id: spec.request_id.clone().filter(|r| !r.is_empty()),
@@ -208,7 +196,7 @@ impl Materializer {
         let Some(view) = self.catalog.get(&job.view.name, job.view.version).cloned() else {
             job.state = JobState::Failed;
             job.error = Some(format!("feature view {} is no longer served", job.view));
-            job.finished_at = Some(chrono::Utc::now().timestamp());
+            job.finished_at = Some(self.clock.now_seconds());
             if let Err(e) = self.offline.update_job(&job).await {
                 warn!(job = %job.id, error = %e, "cannot record a failed job");
             }
@@ -224,8 +212,8 @@ impl Materializer {
             match self.run_chunks(&view, &mut job).await {
                 Ok(true) => {
                     job.state = JobState::Succeeded;
-                    job.finished_at = Some(chrono::Utc::now().timestamp());
-                    job.updated_at = chrono::Utc::now().timestamp();
+                    job.finished_at = Some(self.clock.now_seconds());
+                    job.updated_at = self.clock.now_seconds();
                     job.error = None;
                     if let Err(e) = self.offline.update_job(&job).await {
                         warn!(job = %job.id, error = %e, "cannot record a finished job; it will be resumed and found done");
@@ -242,7 +230,7 @@ impl Materializer {
                         refused += 1;
                         if refused >= MAX_REFUSALS {
                             job.state = JobState::Failed;
-                            job.finished_at = Some(chrono::Utc::now().timestamp());
+                            job.finished_at = Some(self.clock.now_seconds());
                             warn!(job = %job.id, error = %e, "materialization failed");
                             if let Err(e) = self.offline.update_job(&job).await {
                                 warn!(job = %job.id, error = %e, "cannot record a failed job");
@@ -266,8 +254,8 @@ impl Materializer {
     async fn run_chunks(&self, view: &View, job: &mut JobRecord) -> Result<bool, StoreError> {
         if job.state == JobState::Pending {
             job.state = JobState::Running;
-            job.started_at = Some(chrono::Utc::now().timestamp());
-            job.updated_at = chrono::Utc::now().timestamp();
+            job.started_at = Some(self.clock.now_seconds());
+            job.updated_at = self.clock.now_seconds();
             self.offline.update_job(job).await?;
         }
         let done: HashMap<i64, Vec<u8>> = self
@@ -334,8 +322,7 @@ impl Materializer {
                 job.chunks_done += 1;
                 job.bars_read += bars_read;
                 job.vectors_written += vectors;
-                metrics::counter!("stockcast_features_materialized_rows_total")
-                    .increment(vectors as u64);
+                crate::metrics::materialized(vectors as u64);
             }
         }
         Ok(true)

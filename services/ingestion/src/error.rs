@@ -26,6 +26,9 @@ pub enum Error {
     /// A market-data source failed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// A fault of the service itself.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -40,7 +43,7 @@ impl Error {
             Error::Source(SourceError::Retryable { .. }) => tonic::Code::Unavailable,
             Error::Source(SourceError::Fatal(_)) => tonic::Code::FailedPrecondition,
             Error::Store(StoreError::Corrupt(_)) => tonic::Code::DataLoss,
-            Error::Store(_) => tonic::Code::Internal,
+            Error::Store(_) | Error::Internal(_) => tonic::Code::Internal,
         }
     }
 }

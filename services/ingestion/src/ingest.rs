@@ -15,18 +15,79 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use serde::{Deserialize, Serialize};
 use stockcast_bus::{DeadLetter, EventBus, Record, dead_letter_topic};
 use stockcast_market::convert::seconds_to_proto;
 use stockcast_market::sources::Unreadable;
 use stockcast_market::{Bar, Rejection, Validator};
 use stockcast_proto::stockcast::events::v1::{ComponentOrigin, IngestPath, MarketBarEvent};
 use stockcast_proto::stockcast::types::v1::Bar as ProtoBar;
+use stockcast_runtime::clock::SharedClock;
 use uuid::Uuid;
 
 use crate::SERVICE;
 use crate::error::Error;
 use crate::metrics;
-use crate::store::{BarStore, Counts, Outcome};
+use crate::store::BarStore;
+
+/// What storing one bar did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A bar not seen before.
+    Inserted,
+    /// The same bar with the same values: nothing changed.
+    Unchanged,
+    /// The same bar with other values: stored as a new revision, the old values recorded.
+    Corrected {
+        /// The values it replaced.
+        previous: Bar,
+        /// The new revision, ≥ 1.
+        revision: i32,
+    },
+}
+
+/// Counts of what a batch or a job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// New bars.
+    pub accepted: i64,
+    /// Bars refused by validation (and sent to the dead-letter topic).
+    pub rejected: i64,
+    /// Bars already stored with the same values.
+    pub duplicate: i64,
+    /// Bars stored as corrections.
+    pub corrected: i64,
+}
+
+impl Counts {
+    /// Adds `other` to `self`.
+    pub fn add(&mut self, other: &Counts) {
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.duplicate += other.duplicate;
+        self.corrected += other.corrected;
+    }
+
+    /// Counts one outcome.
+    pub fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Inserted => self.accepted += 1,
+            Outcome::Unchanged => self.duplicate += 1,
+            Outcome::Corrected { .. } => self.corrected += 1,
+        }
+    }
+}
+
+/// A stored bar with its bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBar {
+    /// The bar.
+    pub bar: Bar,
+    /// Source it came from.
+    pub source: String,
+    /// 0 for the first version, n after n corrections.
+    pub revision: i32,
+}
 
 /// One input record of a batch.
 #[derive(Debug, Clone)]
@@ -137,6 +198,23 @@ pub struct Report {
     pub rejected: Vec<Rejected>,
 }
 
+impl Report {
+    /// Adds what `other` did.
+    pub fn add(&mut self, other: Report) {
+        self.counts.add(&other.counts);
+        self.rejected.extend(other.rejected);
+    }
+}
+
+/// What a status check found: the error of each dependency that did not answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    /// The database's error.
+    pub database: Option<String>,
+    /// The event bus's error.
+    pub bus: Option<String>,
+}
+
 /// Runs batches through validation, the store and the bus. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
@@ -148,6 +226,7 @@ struct Inner {
     store: Arc<dyn BarStore>,
     bus: Arc<dyn EventBus>,
     validator: Validator,
+    clock: SharedClock,
     topic: String,
     dead_letters: String,
     accepted_total: AtomicI64,
@@ -156,18 +235,21 @@ struct Inner {
 }
 
 impl Ingestor {
-    /// An ingestor publishing bars on `topic` and rejects on its dead-letter topic.
+    /// An ingestor publishing bars on `topic` and rejects on its dead-letter topic; `clock`
+    /// dates ingestion and decides which bars are still unfinished.
     pub fn new(
         store: Arc<dyn BarStore>,
         bus: Arc<dyn EventBus>,
         validator: Validator,
         topic: &str,
+        clock: SharedClock,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 bus,
                 validator,
+                clock,
                 topic: topic.to_owned(),
                 dead_letters: dead_letter_topic(topic),
                 accepted_total: AtomicI64::new(0),
@@ -188,13 +270,22 @@ impl Ingestor {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<dyn BarStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn BarStore> {
         &self.inner.store
     }
 
-    /// The bus.
-    pub fn bus(&self) -> &Arc<dyn EventBus> {
-        &self.inner.bus
+    /// The clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Whether the database and the bus answer: the error of each that does not.
+    pub async fn health(&self) -> Health {
+        let (database, bus) = tokio::join!(self.inner.store.ping(), self.inner.bus.ping());
+        Health {
+            database: database.err().map(|e| e.to_string()),
+            bus: bus.err().map(|e| e.to_string()),
+        }
     }
 
     /// Totals since start: (accepted incl. corrections, rejected, last publish time in s).
@@ -210,7 +301,7 @@ impl Ingestor {
     /// every effect is durable. On error nothing of the batch's bars is stored.
     pub async fn ingest(&self, items: Vec<(i64, Item)>, origin: &Origin) -> Result<Report, Error> {
         let inner = &self.inner;
-        let now = now_seconds();
+        let now = inner.clock.now_seconds();
         let mut report = Report::default();
         let mut valid = Vec::with_capacity(items.len());
         let mut dead = Vec::new();
@@ -346,12 +437,4 @@ impl Ingestor {
             .symbol(stockcast_market::cut(symbol))
             .for_input(component, payload, &payload_type.into())
     }
-}
-
-/// Seconds since epoch, UTC.
-pub fn now_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }

@@ -10,12 +10,14 @@
 //! See `docs/ingestion.md` for the rules and guarantees.
 
 mod backfill_request;
+pub mod coverage;
 pub mod error;
-mod gaps;
+pub mod gaps;
 mod grpc;
 pub mod ingest;
 pub mod jobs;
 mod metrics;
+pub mod push;
 pub mod settings;
 pub mod store;
 
@@ -27,9 +29,11 @@ use stockcast_market::Validator;
 use stockcast_proto::stockcast::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 pub use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
+use stockcast_runtime::clock::SharedClock;
 use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
 
+use crate::coverage::Catalog;
 pub use crate::grpc::BudgetProbe;
 use crate::ingest::Ingestor;
 use crate::jobs::{Backfills, Sources};
@@ -60,6 +64,8 @@ pub struct Deps {
     pub sources: Sources,
     /// Alpha Vantage budget probe for status.
     pub budget: BudgetProbe,
+    /// The time: the system's in production, one a test moves by hand in tests.
+    pub clock: SharedClock,
 }
 
 impl Deps {
@@ -80,6 +86,7 @@ impl Deps {
             bus,
             sources,
             budget,
+            clock: stockcast_runtime::clock::system(),
         })
     }
 }
@@ -138,6 +145,7 @@ pub async fn serve(
         deps.bus.clone(),
         validator,
         &settings.topics.bars,
+        deps.clock.clone(),
     );
     let jobs_shutdown = Shutdown::new();
     let backfills = Backfills::new(
@@ -155,8 +163,9 @@ pub async fn serve(
     let api = grpc::Api {
         ingestor,
         backfills: backfills.clone(),
+        catalog: Catalog::new(deps.store.clone()),
         batch_size: settings.ingest.batch_size,
-        started_at: ingest::now_seconds(),
+        started_at: deps.clock.now_seconds(),
         budget: deps.budget.clone(),
         rules,
     };

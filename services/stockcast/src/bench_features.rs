@@ -186,6 +186,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             ..StreamSettings::default()
         },
         &ValidationSettings::default(),
+        stockcast_runtime::clock::system(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let progress = processor.progress();
@@ -276,6 +277,7 @@ pub async fn online(args: OnlineArgs) -> anyhow::Result<()> {
         online,
         offline: open(&DatabaseSettings::default(), &Shutdown::new()).await?,
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
+        clock: stockcast_runtime::clock::system(),
     };
     let shutdown = Shutdown::new();
     let server = tokio::spawn(stockcast_feature_store::serve(

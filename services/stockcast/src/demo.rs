@@ -307,6 +307,7 @@ fn serve(
                 bus: bus.clone(),
                 sources,
                 budget,
+                clock: stockcast_runtime::clock::system(),
             };
             stockcast_ingestion::serve(listener, ingestion, deps, shutdown)
                 .await
@@ -326,6 +327,7 @@ fn serve(
                 online: Arc::new(stockcast_feature_store::store::memory::MemoryOnline::new()),
                 offline,
                 bus: bus.clone(),
+                clock: stockcast_runtime::clock::system(),
             };
             stockcast_feature_store::serve(listener, features, deps, shutdown)
                 .await

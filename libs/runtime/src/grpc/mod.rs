@@ -5,6 +5,7 @@
 mod deadline;
 mod limits;
 mod middleware;
+mod status;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +25,7 @@ use tonic_health::server::HealthReporter;
 pub use self::deadline::{client_timeout, parse_grpc_timeout};
 pub use self::limits::{LimitedBody, MessageLimits};
 pub use self::middleware::{GrpcMiddleware, GrpcMiddlewareLayer, code_name};
+pub use self::status::{error_status, is_server_fault};
 use crate::metrics::SERVING;
 use crate::settings::ServerSettings;
 use crate::shutdown::Shutdown;

@@ -26,33 +26,7 @@ use async_trait::async_trait;
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
-/// Seconds since the epoch, UTC.
-pub type Ts = i64;
-
-/// One version of one feature view.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ViewId {
-    /// View name, e.g. `default`.
-    pub name: String,
-    /// Version, ≥ 1.
-    pub version: i32,
-}
-
-impl ViewId {
-    /// The id of `name` version `version`.
-    pub fn new(name: impl Into<String>, version: i32) -> Self {
-        Self {
-            name: name.into(),
-            version,
-        }
-    }
-}
-
-impl fmt::Display for ViewId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:v{}", self.name, self.version)
-    }
-}
+pub use crate::view::{Ts, ViewId};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

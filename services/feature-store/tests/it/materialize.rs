@@ -125,6 +125,7 @@ async fn job_against(unavailable: bool) -> (Arc<Refusing>, Materializer, JobReco
         Arc::new(MemoryOnline::new()),
         MaterializeSettings::default(),
         shutdown.clone(),
+        stockcast_runtime::clock::system(),
     );
     let job = materializer
         .start(MaterializeSpec {

@@ -1,203 +1,25 @@
 //! Where ingestion keeps bars, corrections and backfill jobs: PostgreSQL in production,
-//! SQLite embedded. Both pass one conformance suite (`tests/store.rs`).
+//! SQLite embedded. Both pass one conformance suite (`tests/it/store`). The Rust around the
+//! SQL is shared: rows are read into the records of [`rows`] and mapped to the domain's
+//! types once; only the statements differ per dialect.
 
 mod postgres;
 pub use self::postgres::valid_schema;
+mod jobs;
+mod rows;
 mod sqlite;
 
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
-
-/// What storing one bar did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// A bar not seen before.
-    Inserted,
-    /// The same bar with the same values: nothing changed.
-    Unchanged,
-    /// The same bar with other values: stored as a new revision, the old values recorded.
-    Corrected {
-        /// The values it replaced.
-        previous: Bar,
-        /// The new revision, ≥ 1.
-        revision: i32,
-    },
-}
-
-/// Counts of what a batch or a job did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// New bars.
-    pub accepted: i64,
-    /// Bars refused by validation (and sent to the dead-letter topic).
-    pub rejected: i64,
-    /// Bars already stored with the same values.
-    pub duplicate: i64,
-    /// Bars stored as corrections.
-    pub corrected: i64,
-}
-
-impl Counts {
-    /// Adds `other` to `self`.
-    pub fn add(&mut self, other: &Counts) {
-        self.accepted += other.accepted;
-        self.rejected += other.rejected;
-        self.duplicate += other.duplicate;
-        self.corrected += other.corrected;
-    }
-
-    /// Counts one outcome.
-    pub fn count(&mut self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Inserted => self.accepted += 1,
-            Outcome::Unchanged => self.duplicate += 1,
-            Outcome::Corrected { .. } => self.corrected += 1,
-        }
-    }
-}
-
-/// A stored bar with its bookkeeping.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredBar {
-    /// The bar.
-    pub bar: Bar,
-    /// Source it came from.
-    pub source: String,
-    /// 0 for the first version, n after n corrections.
-    pub revision: i32,
-}
-
-/// Lifecycle of a backfill job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Accepted, not started.
-    Pending,
-    /// Being worked on (or interrupted, to be resumed at start).
-    Running,
-    /// Every chunk done.
-    Succeeded,
-    /// Stopped on an error that retrying will not fix.
-    Failed,
-    /// Stopped on request.
-    Cancelled,
-}
-
-impl JobState {
-    /// Name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Pending => "pending",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Result<Self, StoreError> {
-        Ok(match name {
-            "pending" => JobState::Pending,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            "cancelled" => JobState::Cancelled,
-            other => return Err(StoreError::Corrupt(format!("job state {other:?}"))),
-        })
-    }
-
-    /// Whether the job is over.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
-        )
-    }
-}
-
-/// A backfill job as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobRecord {
-    /// Job id.
-    pub id: uuid::Uuid,
-    /// Client idempotency key.
-    pub request_id: Option<String>,
-    /// What it loads.
-    pub spec: BackfillSpec,
-    /// Where it is.
-    pub state: JobState,
-    /// Chunks in the plan (0 until planned).
-    pub chunks_total: i64,
-    /// Chunks done.
-    pub chunks_done: i64,
-    /// What its chunks did.
-    pub counts: Counts,
-    /// Seconds since epoch, UTC.
-    pub created_at: i64,
-    /// Seconds since epoch, UTC.
-    pub started_at: Option<i64>,
-    /// Seconds since epoch, UTC.
-    pub finished_at: Option<i64>,
-    /// Seconds since epoch, UTC.
-    pub updated_at: i64,
-    /// Times it was resumed after an interruption.
-    pub resumes: i32,
-    /// Last error, empty if none.
-    pub error: String,
-}
-
-/// A change to a job's bookkeeping.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct JobUpdate {
-    /// New state.
-    pub state: Option<JobState>,
-    /// Plan size.
-    pub chunks_total: Option<i64>,
-    /// Sets `started_at` to now if unset.
-    pub started: bool,
-    /// Sets `finished_at` to now.
-    pub finished: bool,
-    /// Adds one to `resumes`.
-    pub resumed: bool,
-    /// New error text.
-    pub error: Option<String>,
-}
-
-/// Which jobs to list.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobFilter {
-    /// Only jobs in this state.
-    pub state: Option<JobState>,
-    /// Only jobs loading this symbol.
-    pub symbol: Option<String>,
-    /// Jobs created before this job (for paging, newest first; ids are UUIDv7, time-ordered).
-    pub before: Option<uuid::Uuid>,
-    /// At most this many.
-    pub limit: i64,
-}
-
-/// First and last bar and count of a (symbol, interval).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Coverage {
-    /// Ticker.
-    pub symbol: String,
-    /// Bar length.
-    pub interval: Interval,
-    /// First bar open time, seconds since epoch UTC.
-    pub first_ts: i64,
-    /// Last bar open time, seconds since epoch UTC.
-    pub last_ts: i64,
-    /// Bars stored.
-    pub bar_count: i64,
-}
+pub use crate::coverage::Coverage;
+pub use crate::ingest::{Counts, Outcome, StoredBar};
+pub use crate::jobs::{JobFilter, JobRecord, JobState, JobUpdate};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -310,8 +132,9 @@ pub trait BarStore: Send + Sync + std::fmt::Debug {
     /// Keys of the chunks of `id` already done.
     async fn done_chunks(&self, id: uuid::Uuid) -> Result<HashSet<String>, StoreError>;
 
-    /// Applies `update` to job `id`.
-    async fn update_job(&self, id: uuid::Uuid, update: &JobUpdate) -> Result<(), StoreError>;
+    /// Applies `update` to job `id`; whether it applied (the job exists and, with
+    /// `update.only_from`, was in that state).
+    async fn update_job(&self, id: uuid::Uuid, update: &JobUpdate) -> Result<bool, StoreError>;
 }
 
 /// A transaction over a store.
@@ -331,24 +154,6 @@ pub trait StoreTx: Send {
 
     /// Commits; dropping the transaction instead rolls it back.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
-}
-
-/// The jobs of `rows` that read back; a row that does not (written by an older version, or
-/// damaged) is logged and skipped, so that one bad row cannot break listing or start-up.
-/// Reading it by id still reports it as corrupt.
-pub(crate) fn readable_jobs<R>(
-    rows: &[R],
-    read: impl Fn(&R) -> Result<JobRecord, StoreError>,
-) -> Vec<JobRecord> {
-    rows.iter()
-        .filter_map(|row| match read(row) {
-            Ok(job) => Some(job),
-            Err(error) => {
-                tracing::error!(%error, "backfill job row cannot be read; skipped");
-                None
-            }
-        })
-        .collect()
 }
 
 /// Splits `bars` into rounds in which every (symbol, interval, ts) occurs once, keeping the

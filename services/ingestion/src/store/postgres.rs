@@ -4,15 +4,17 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
+use super::jobs::{JobStatements, Jobs};
+use super::rows::{BarRow, CoverageRow};
 use super::{
-    BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
-    StoreTx, StoredBar, rounds,
+    BarStore, Counts, Coverage, JobFilter, JobRecord, JobUpdate, Outcome, StoreError, StoreTx,
+    StoredBar, rounds,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -63,6 +65,10 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn jobs(&self) -> Jobs<Postgres> {
+        Jobs::new(self.pool.clone(), &JOBS)
+    }
 }
 
 /// The common case: every bar is new. Conflicts make it fall back to [`UPSERT`].
@@ -112,10 +118,11 @@ SELECT up.symbol, up.interval, extract(epoch FROM up.ts)::bigint AS ts, up.revis
 FROM up LEFT JOIN old USING (symbol, interval, ts)
 "#;
 
-/// Columns of a job row, times as epoch seconds (a macro, so queries stay `&'static str`).
+/// Columns of a job row as [`JobRow`] reads them: the id as text, times as epoch seconds (a
+/// macro, so queries stay `&'static str`).
 macro_rules! job_columns {
     () => {
-        "job_id, request_id, spec, state, chunks_total, chunks_done, \
+        "job_id::text AS job_id, request_id, spec, state, chunks_total, chunks_done, \
          bars_accepted, bars_rejected, bars_duplicate, bars_corrected, \
          extract(epoch FROM created_at)::bigint AS created_at, \
          extract(epoch FROM started_at)::bigint AS started_at, \
@@ -124,35 +131,43 @@ macro_rules! job_columns {
     };
 }
 
-fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
-    let spec: sqlx::types::Json<BackfillSpec> = row.try_get("spec")?;
-    let state: String = row.try_get("state")?;
-    Ok(JobRecord {
-        id: row.try_get("job_id")?,
-        request_id: row.try_get("request_id")?,
-        spec: spec.0,
-        state: JobState::parse(&state)?,
-        chunks_total: row.try_get("chunks_total")?,
-        chunks_done: row.try_get("chunks_done")?,
-        counts: Counts {
-            accepted: row.try_get("bars_accepted")?,
-            rejected: row.try_get("bars_rejected")?,
-            duplicate: row.try_get("bars_duplicate")?,
-            corrected: row.try_get("bars_corrected")?,
-        },
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        updated_at: row.try_get("updated_at")?,
-        resumes: row.try_get("resumes")?,
-        error: row.try_get("error")?,
-    })
-}
-
-fn parse_interval(name: &str) -> Result<Interval, StoreError> {
-    name.parse()
-        .map_err(|e| StoreError::Corrupt(format!("interval: {e}")))
-}
+/// The job statements in PostgreSQL's dialect (ids arrive as text).
+static JOBS: JobStatements = JobStatements {
+    create: concat!(
+        "INSERT INTO backfill_jobs (job_id, request_id, spec, state) \
+         VALUES ($1::uuid, $2, $3, 'pending') ON CONFLICT (request_id) DO NOTHING RETURNING ",
+        job_columns!()
+    ),
+    by_request: concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM backfill_jobs WHERE request_id = $1"
+    ),
+    by_id: concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM backfill_jobs WHERE job_id = $1::uuid"
+    ),
+    list: concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM backfill_jobs \
+         WHERE ($1::text IS NULL OR state = $1) \
+           AND ($2::text IS NULL OR spec->'symbols' ? $2) \
+           AND ($3::uuid IS NULL OR job_id < $3::uuid) \
+         ORDER BY job_id DESC LIMIT $4"
+    ),
+    done_chunks: "SELECT chunk_key FROM backfill_chunks WHERE job_id = $1::uuid",
+    update: "UPDATE backfill_jobs SET \
+                state = COALESCE($2, state), \
+                chunks_total = COALESCE($3, chunks_total), \
+                started_at = CASE WHEN $4 THEN COALESCE(started_at, now()) ELSE started_at END, \
+                finished_at = CASE WHEN $5 THEN now() ELSE finished_at END, \
+                resumes = resumes + CASE WHEN $6 THEN 1 ELSE 0 END, \
+                error = COALESCE($7, error), \
+                updated_at = now() \
+             WHERE job_id = $1::uuid AND ($8::text IS NULL OR state = $8) RETURNING job_id::text",
+};
 
 #[async_trait]
 impl BarStore for PostgresStore {
@@ -174,7 +189,7 @@ impl BarStore for PostgresStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<StoredBar>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<BarRow> = sqlx::query_as(
             "SELECT extract(epoch FROM ts)::bigint AS ts, open, high, low, close, volume, source, revision \
              FROM bars WHERE symbol = $1 AND interval = $2 AND ts >= to_timestamp($3) AND ts < to_timestamp($4) \
              ORDER BY ts",
@@ -185,24 +200,10 @@ impl BarStore for PostgresStore {
         .bind(end)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredBar {
-                    bar: Bar {
-                        symbol: symbol.to_owned(),
-                        interval,
-                        ts: row.try_get("ts")?,
-                        open: row.try_get("open")?,
-                        high: row.try_get("high")?,
-                        low: row.try_get("low")?,
-                        close: row.try_get("close")?,
-                        volume: row.try_get("volume")?,
-                    },
-                    source: row.try_get("source")?,
-                    revision: row.try_get("revision")?,
-                })
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_stored(symbol, interval))
+            .collect())
     }
 
     async fn coverage(
@@ -215,7 +216,7 @@ impl BarStore for PostgresStore {
         let (after_symbol, after_interval) = after
             .map(|(s, i)| (s, i.as_str().to_owned()))
             .unwrap_or_default();
-        let rows = sqlx::query(
+        let rows: Vec<CoverageRow> = sqlx::query_as(
             "SELECT symbol, interval, extract(epoch FROM min(ts))::bigint AS first_ts, \
                     extract(epoch FROM max(ts))::bigint AS last_ts, count(*) AS bar_count \
              FROM bars \
@@ -230,18 +231,7 @@ impl BarStore for PostgresStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let interval: String = row.try_get("interval")?;
-                Ok(Coverage {
-                    symbol: row.try_get("symbol")?,
-                    interval: parse_interval(&interval)?,
-                    first_ts: row.try_get("first_ts")?,
-                    last_ts: row.try_get("last_ts")?,
-                    bar_count: row.try_get("bar_count")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(Coverage::try_from).collect()
     }
 
     async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
@@ -259,96 +249,23 @@ impl BarStore for PostgresStore {
         request_id: Option<&str>,
         spec: &BackfillSpec,
     ) -> Result<JobRecord, StoreError> {
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO backfill_jobs (job_id, request_id, spec, state) VALUES ($1, $2, $3, 'pending') \
-             ON CONFLICT (request_id) DO NOTHING RETURNING ",
-            job_columns!()
-        ))
-        .bind(Uuid::now_v7())
-        .bind(request_id)
-        .bind(sqlx::types::Json(spec))
-        .fetch_optional(&self.pool)
-        .await?;
-        let row = match inserted {
-            Some(row) => row,
-            None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    job_columns!(),
-                    " FROM backfill_jobs WHERE request_id = $1"
-                ))
-                .bind(request_id)
-                .fetch_one(&self.pool)
-                .await?
-            }
-        };
-        job_from_row(&row)
+        self.jobs().create(request_id, spec).await
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM backfill_jobs WHERE job_id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(job_from_row)
-        .transpose()
+        self.jobs().get(id).await
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM backfill_jobs \
-             WHERE ($1::text IS NULL OR state = $1) \
-               AND ($2::text IS NULL OR spec->'symbols' ? $2) \
-               AND ($3::uuid IS NULL OR job_id < $3) \
-             ORDER BY job_id DESC LIMIT $4"
-        ))
-        .bind(filter.state.map(JobState::as_str))
-        .bind(filter.symbol.as_deref())
-        .bind(filter.before)
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(super::readable_jobs(&rows, job_from_row))
+        self.jobs().list(filter).await
     }
 
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
-        let keys: Vec<String> =
-            sqlx::query_scalar("SELECT chunk_key FROM backfill_chunks WHERE job_id = $1")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(keys.into_iter().collect())
+        self.jobs().done_chunks(id).await
     }
 
-    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE backfill_jobs SET \
-                state = COALESCE($2, state), \
-                chunks_total = COALESCE($3, chunks_total), \
-                started_at = CASE WHEN $4 THEN COALESCE(started_at, now()) ELSE started_at END, \
-                finished_at = CASE WHEN $5 THEN now() ELSE finished_at END, \
-                resumes = resumes + CASE WHEN $6 THEN 1 ELSE 0 END, \
-                error = COALESCE($7, error), \
-                updated_at = now() \
-             WHERE job_id = $1",
-        )
-        .bind(id)
-        .bind(update.state.map(JobState::as_str))
-        .bind(update.chunks_total)
-        .bind(update.started)
-        .bind(update.finished)
-        .bind(update.resumed)
-        .bind(update.error.as_deref())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
+        self.jobs().update(id, update).await
     }
 }
 

@@ -3,15 +3,17 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, Sqlite, Transaction};
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 use uuid::Uuid;
 
+use super::jobs::{JobStatements, Jobs};
+use super::rows::{BarRow, CoverageRow};
 use super::{
-    BarStore, Counts, Coverage, JobFilter, JobRecord, JobState, JobUpdate, Outcome, StoreError,
-    StoreTx, StoredBar,
+    BarStore, Counts, Coverage, JobFilter, JobRecord, JobUpdate, Outcome, StoreError, StoreTx,
+    StoredBar,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -42,33 +44,34 @@ impl SqliteStore {
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self { pool }
     }
+
+    fn jobs(&self) -> Jobs<Sqlite> {
+        Jobs::new(self.pool.clone(), &JOBS)
+    }
 }
 
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
-    let spec: sqlx::types::Json<BackfillSpec> = row.try_get("spec")?;
-    let state: String = row.try_get("state")?;
-    let id: String = row.try_get("job_id")?;
-    Ok(JobRecord {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))?,
-        request_id: row.try_get("request_id")?,
-        spec: spec.0,
-        state: JobState::parse(&state)?,
-        chunks_total: row.try_get("chunks_total")?,
-        chunks_done: row.try_get("chunks_done")?,
-        counts: Counts {
-            accepted: row.try_get("bars_accepted")?,
-            rejected: row.try_get("bars_rejected")?,
-            duplicate: row.try_get("bars_duplicate")?,
-            corrected: row.try_get("bars_corrected")?,
-        },
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        updated_at: row.try_get("updated_at")?,
-        resumes: row.try_get("resumes")?,
-        error: row.try_get("error")?,
-    })
-}
+/// The job statements in SQLite's dialect.
+static JOBS: JobStatements = JobStatements {
+    create: "INSERT INTO backfill_jobs (job_id, request_id, spec, state) \
+             VALUES (?1, ?2, ?3, 'pending') ON CONFLICT (request_id) DO NOTHING RETURNING *",
+    by_request: "SELECT * FROM backfill_jobs WHERE request_id = ?1",
+    by_id: "SELECT * FROM backfill_jobs WHERE job_id = ?1",
+    list: "SELECT * FROM backfill_jobs \
+           WHERE (?1 IS NULL OR state = ?1) \
+             AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.symbols') WHERE value = ?2)) \
+             AND (?3 IS NULL OR job_id < ?3) \
+           ORDER BY job_id DESC LIMIT ?4",
+    done_chunks: "SELECT chunk_key FROM backfill_chunks WHERE job_id = ?1",
+    update: "UPDATE backfill_jobs SET \
+                state = COALESCE(?2, state), \
+                chunks_total = COALESCE(?3, chunks_total), \
+                started_at = CASE WHEN ?4 THEN COALESCE(started_at, unixepoch()) ELSE started_at END, \
+                finished_at = CASE WHEN ?5 THEN unixepoch() ELSE finished_at END, \
+                resumes = resumes + CASE WHEN ?6 THEN 1 ELSE 0 END, \
+                error = COALESCE(?7, error), \
+                updated_at = unixepoch() \
+             WHERE job_id = ?1 AND (?8 IS NULL OR state = ?8) RETURNING job_id",
+};
 
 #[async_trait]
 impl BarStore for SqliteStore {
@@ -90,7 +93,7 @@ impl BarStore for SqliteStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<StoredBar>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<BarRow> = sqlx::query_as(
             "SELECT ts, open, high, low, close, volume, source, revision FROM bars \
              WHERE symbol = ? AND interval = ? AND ts >= ? AND ts < ? ORDER BY ts",
         )
@@ -100,24 +103,10 @@ impl BarStore for SqliteStore {
         .bind(end)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredBar {
-                    bar: Bar {
-                        symbol: symbol.to_owned(),
-                        interval,
-                        ts: row.try_get("ts")?,
-                        open: row.try_get("open")?,
-                        high: row.try_get("high")?,
-                        low: row.try_get("low")?,
-                        close: row.try_get("close")?,
-                        volume: row.try_get("volume")?,
-                    },
-                    source: row.try_get("source")?,
-                    revision: row.try_get("revision")?,
-                })
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_stored(symbol, interval))
+            .collect())
     }
 
     async fn coverage(
@@ -130,7 +119,7 @@ impl BarStore for SqliteStore {
         let (after_symbol, after_interval) = after
             .map(|(s, i)| (s, i.as_str().to_owned()))
             .unwrap_or_default();
-        let rows = sqlx::query(
+        let rows: Vec<CoverageRow> = sqlx::query_as(
             "SELECT symbol, interval, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS bar_count \
              FROM bars WHERE (?1 IS NULL OR interval = ?1) AND substr(symbol, 1, length(?2)) = ?2 \
                AND (symbol > ?3 OR (symbol = ?3 AND interval > ?4)) \
@@ -143,20 +132,7 @@ impl BarStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let interval: String = row.try_get("interval")?;
-                Ok(Coverage {
-                    symbol: row.try_get("symbol")?,
-                    interval: interval
-                        .parse()
-                        .map_err(|e| StoreError::Corrupt(format!("interval: {e}")))?,
-                    first_ts: row.try_get("first_ts")?,
-                    last_ts: row.try_get("last_ts")?,
-                    bar_count: row.try_get("bar_count")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(Coverage::try_from).collect()
     }
 
     async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
@@ -174,93 +150,23 @@ impl BarStore for SqliteStore {
         request_id: Option<&str>,
         spec: &BackfillSpec,
     ) -> Result<JobRecord, StoreError> {
-        if let Some(request_id) = request_id {
-            let existing = sqlx::query("SELECT * FROM backfill_jobs WHERE request_id = ?")
-                .bind(request_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(row) = existing {
-                return job_from_row(&row);
-            }
-        }
-        let id = Uuid::now_v7();
-        let now = crate::ingest::now_seconds();
-        sqlx::query(
-            "INSERT INTO backfill_jobs (job_id, request_id, spec, state, created_at, updated_at) \
-             VALUES (?, ?, ?, 'pending', ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(request_id)
-        .bind(sqlx::types::Json(spec))
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        self.job(id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))
+        self.jobs().create(request_id, spec).await
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        sqlx::query("SELECT * FROM backfill_jobs WHERE job_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(job_from_row)
-            .transpose()
+        self.jobs().get(id).await
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM backfill_jobs \
-             WHERE (?1 IS NULL OR state = ?1) \
-               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.symbols') WHERE value = ?2)) \
-               AND (?3 IS NULL OR job_id < ?3) \
-             ORDER BY job_id DESC LIMIT ?4",
-        )
-        .bind(filter.state.map(JobState::as_str))
-        .bind(filter.symbol.as_deref())
-        .bind(filter.before.map(|id| id.to_string()))
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(super::readable_jobs(&rows, job_from_row))
+        self.jobs().list(filter).await
     }
 
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
-        let keys: Vec<String> =
-            sqlx::query_scalar("SELECT chunk_key FROM backfill_chunks WHERE job_id = ?")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(keys.into_iter().collect())
+        self.jobs().done_chunks(id).await
     }
 
-    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<(), StoreError> {
-        let now = crate::ingest::now_seconds();
-        sqlx::query(
-            "UPDATE backfill_jobs SET \
-                state = COALESCE(?2, state), \
-                chunks_total = COALESCE(?3, chunks_total), \
-                started_at = CASE WHEN ?4 THEN COALESCE(started_at, ?8) ELSE started_at END, \
-                finished_at = CASE WHEN ?5 THEN ?8 ELSE finished_at END, \
-                resumes = resumes + CASE WHEN ?6 THEN 1 ELSE 0 END, \
-                error = COALESCE(?7, error), \
-                updated_at = ?8 \
-             WHERE job_id = ?1",
-        )
-        .bind(id.to_string())
-        .bind(update.state.map(JobState::as_str))
-        .bind(update.chunks_total)
-        .bind(update.started)
-        .bind(update.finished)
-        .bind(update.resumed)
-        .bind(update.error.as_deref())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
+        self.jobs().update(id, update).await
     }
 }
 

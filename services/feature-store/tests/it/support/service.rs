@@ -73,6 +73,7 @@ pub async fn embedded(case: &str, views: Vec<ViewSpec>) -> (Settings, Deps) {
             .await
             .expect("sqlite"),
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
+        clock: stockcast_runtime::clock::system(),
     };
     (s, deps)
 }

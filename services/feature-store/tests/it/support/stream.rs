@@ -119,6 +119,7 @@ pub fn processor(b: &Backends, catalog: &Arc<Catalog>, settings: StreamSettings)
         Arc::clone(&b.bus),
         settings,
         &ValidationSettings::default(),
+        stockcast_runtime::clock::system(),
     )
     .expect("processor")
 }

@@ -1,0 +1,4 @@
+//! The store conformance suite (`support::store_cases`), once per implementation.
+
+mod postgres;
+mod sqlite;
