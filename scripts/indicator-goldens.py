@@ -2,7 +2,7 @@
 """Generate TA-Lib golden vectors for libs/indicators.
 
 Run once from the repository root; the output is committed and read by
-`libs/indicators/tests/golden.rs` (no Python is needed at test time):
+`libs/indicators/tests/it/golden.rs` (no Python is needed at test time):
 
     PY="${XDG_CACHE_HOME:-$HOME/.cache}/stockcast/venv/bin/python"
     "$PY" -m pip install ta-lib numpy   # the ta-lib wheel bundles the C library

@@ -305,6 +305,29 @@ mod tests {
         );
     }
 
+    /// Found by `tests/it/config_props.rs`: a limit above what a semaphore holds loaded, then
+    /// panicked when the server built its layers.
+    #[test]
+    fn a_concurrency_limit_above_the_maximum_is_refused_naming_the_key() {
+        for value in [usize::MAX.to_string(), "9223372036854775807".to_owned()] {
+            let err = load::<Demo>(&source(
+                &[],
+                &[&format!("server.concurrency_limit={value}")],
+            ))
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("server.concurrency_limit"),
+                "{err}"
+            );
+        }
+        let max = crate::settings::MAX_CONCURRENCY_LIMIT;
+        let demo: Demo = load(&source(&[], &[&format!("server.concurrency_limit={max}")])).unwrap();
+        assert_eq!(
+            demo.server.concurrency_limit, max,
+            "the maximum itself loads"
+        );
+    }
+
     #[test]
     fn an_override_without_equals_is_refused() {
         let err = load::<Demo>(&source(&[], &["server.grpc_addr"])).unwrap_err();

@@ -17,7 +17,8 @@ pub struct ServerSettings {
     pub metrics_addr: Option<SocketAddr>,
     /// Longest time a unary call may take, milliseconds (a shorter `grpc-timeout` wins).
     pub request_timeout_ms: u64,
-    /// Calls served at once; calls beyond it are shed with RESOURCE_EXHAUSTED.
+    /// Calls served at once, 1 to [`MAX_CONCURRENCY_LIMIT`]; calls beyond it are shed with
+    /// RESOURCE_EXHAUSTED.
     pub concurrency_limit: usize,
     /// Largest request or response message, bytes.
     pub max_message_bytes: usize,
@@ -30,6 +31,9 @@ pub struct ServerSettings {
     /// How often dependencies are checked for the health status, milliseconds.
     pub readiness_interval_ms: u64,
 }
+
+/// The largest `server.concurrency_limit`: the most permits a semaphore holds.
+pub const MAX_CONCURRENCY_LIMIT: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -59,6 +63,16 @@ impl ServerSettings {
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         positive(section, "request_timeout_ms", self.request_timeout_ms)?;
         positive(section, "concurrency_limit", self.concurrency_limit as u64)?;
+        if self.concurrency_limit > MAX_CONCURRENCY_LIMIT {
+            // The limit is a semaphore's permits, which panics when built with more.
+            return Err(ConfigError::invalid(
+                format!("{section}.concurrency_limit"),
+                format!(
+                    "{} is above the maximum of {MAX_CONCURRENCY_LIMIT}",
+                    self.concurrency_limit
+                ),
+            ));
+        }
         positive(section, "readiness_interval_ms", self.readiness_interval_ms)?;
         if self.max_message_bytes < 1024 {
             return Err(ConfigError::invalid(

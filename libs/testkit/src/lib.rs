@@ -4,13 +4,19 @@
 //! environment written by `scripts/deps.sh up` (sourced by `scripts/test.sh`) or defaults to
 //! the standard loopback port; when nothing answers there the test panics and says how to
 //! start the server. No test passes because a server was missing.
+//!
+//! It also holds what tests of several crates need: [`process::ChildGuard`] for child
+//! processes, [`bin::stockcast`] for the `stockcast` binary, and [`hostile`] values for
+//! property suites.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 #[cfg(feature = "alpha-vantage")]
 pub mod alpha_vantage;
+pub mod bin;
 pub mod hostile;
+pub mod process;
 
 /// A server that tests need.
 #[derive(Debug, Clone, Copy)]

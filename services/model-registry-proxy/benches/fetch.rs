@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use stockcast_bus::MemoryBus;
+use stockcast_model::metadata::encode_model;
 use stockcast_model_registry_proxy::audit::SqliteAudit;
-use stockcast_model_registry_proxy::onnx::encode_model;
 use stockcast_model_registry_proxy::registry::{
     ArtifactFormat, LocalRegistry, MlflowRegistry, MlflowSettings, NewVersion, Registry,
 };
@@ -70,6 +70,7 @@ async fn run(label: &str, registry: Arc<dyn Registry>) {
         registry,
         audit: Arc::new(SqliteAudit::open("sqlite::memory:").await.unwrap()),
         bus: Arc::new(MemoryBus::new()),
+        clock: stockcast_runtime::clock::system(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -105,7 +106,11 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     run(
         "local registry",
-        Arc::new(LocalRegistry::open(dir.path()).await.unwrap()),
+        Arc::new(
+            LocalRegistry::open(dir.path(), stockcast_runtime::clock::system())
+                .await
+                .unwrap(),
+        ),
     )
     .await;
     if let Ok(url) = std::env::var("STOCKCAST_TEST_MLFLOW_URL") {

@@ -194,12 +194,14 @@ impl ArtifactCache {
     /// Downloads `artifact` of `name`/`version` into the cache while hashing it, and keeps it
     /// only when it matches `expected_sha256` (when given). An artifact larger than the whole
     /// cache is still returned, from a temporary file removed when the returned guard drops.
+    /// `fetched_at_ms` (ms since epoch, from the caller's clock) is recorded with it.
     pub async fn store(
         &self,
         name: &str,
         version: i64,
         mut artifact: Artifact,
         expected_sha256: Option<&str>,
+        fetched_at_ms: i64,
     ) -> Result<(Cached, PathBuf, Option<TempFile>), CacheError> {
         let guard = TempFile::new(self.dir.join(format!(
             "{PART_PREFIX}{}{PART_SUFFIX}",
@@ -249,7 +251,7 @@ impl ArtifactCache {
             sha256,
             size,
             format: artifact.format,
-            fetched_at_ms: chrono::Utc::now().timestamp_millis(),
+            fetched_at_ms,
         };
         let path = self.path(&entry);
         if size > self.max_bytes {
@@ -416,10 +418,19 @@ mod tests {
     async fn evicts_least_recently_used_by_size_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ArtifactCache::open(dir.path(), 25).await.unwrap();
-        cache.store("a", 1, artifact(&[1; 10]), None).await.unwrap();
-        cache.store("b", 1, artifact(&[2; 10]), None).await.unwrap();
+        cache
+            .store("a", 1, artifact(&[1; 10]), None, 1_234)
+            .await
+            .unwrap();
+        cache
+            .store("b", 1, artifact(&[2; 10]), None, 0)
+            .await
+            .unwrap();
         assert!(cache.get("a", 1).is_some()); // a is now more recent than b
-        cache.store("c", 1, artifact(&[3; 10]), None).await.unwrap();
+        cache
+            .store("c", 1, artifact(&[3; 10]), None, 0)
+            .await
+            .unwrap();
         assert!(cache.get("b", 1).is_none(), "b was least recently used");
         assert!(cache.get("a", 1).is_some());
         assert_eq!(cache.total_bytes(), 20);
@@ -427,6 +438,8 @@ mod tests {
         let reopened = ArtifactCache::open(dir.path(), 25).await.unwrap();
         let a = reopened.get("a", 1).unwrap();
         assert_eq!(std::fs::read(reopened.path(&a)).unwrap(), vec![1; 10]);
+        // The time given by the caller's clock, kept across the restart.
+        assert_eq!(a.fetched_at_ms, 1_234);
         assert!(reopened.get("c", 1).is_some());
     }
 
@@ -435,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = ArtifactCache::open(dir.path(), 1 << 20).await.unwrap();
         let error = cache
-            .store("a", 1, artifact(b"onnx bytes"), Some(&"0".repeat(64)))
+            .store("a", 1, artifact(b"onnx bytes"), Some(&"0".repeat(64)), 0)
             .await
             .unwrap_err();
         assert!(
@@ -446,7 +459,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let right = hex(&Sha256::digest(b"onnx bytes"));
         let (entry, _, _) = cache
-            .store("a", 1, artifact(b"onnx bytes"), Some(&right))
+            .store("a", 1, artifact(b"onnx bytes"), Some(&right), 0)
             .await
             .unwrap();
         assert_eq!(entry.sha256, right);
@@ -458,7 +471,7 @@ mod tests {
         let cache = ArtifactCache::open(dir.path(), 1 << 20).await.unwrap();
         let mut short = artifact(b"0123456789");
         short.size_hint = Some(20);
-        let error = cache.store("a", 1, short, None).await.unwrap_err();
+        let error = cache.store("a", 1, short, None, 0).await.unwrap_err();
         assert!(
             error.to_string().contains("after 10 of 20 bytes"),
             "{error}"
@@ -479,7 +492,10 @@ mod tests {
     async fn unfinished_downloads_of_a_stopped_process_are_removed_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ArtifactCache::open(dir.path(), 1 << 20).await.unwrap();
-        let (kept, _, _) = cache.store("a", 1, artifact(b"kept"), None).await.unwrap();
+        let (kept, _, _) = cache
+            .store("a", 1, artifact(b"kept"), None, 0)
+            .await
+            .unwrap();
         drop(cache);
         std::fs::write(dir.path().join("download-0123abcd.part"), b"half").unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
@@ -508,7 +524,7 @@ mod tests {
             size_hint: None,
             body: Box::pin(body),
         };
-        let mut download = Box::pin(cache.store("a", 1, stalled, None));
+        let mut download = Box::pin(cache.store("a", 1, stalled, None, 0));
         tokio::select! {
             _ = asked.notified() => {}
             done = &mut download => panic!("a body that never ends finished: {done:?}"),
@@ -527,7 +543,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = ArtifactCache::open(dir.path(), 4).await.unwrap();
         let (_, path, guard) = cache
-            .store("a", 1, artifact(b"0123456789"), None)
+            .store("a", 1, artifact(b"0123456789"), None, 0)
             .await
             .unwrap();
         let guard = guard.expect("a temporary file");

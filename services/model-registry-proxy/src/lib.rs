@@ -10,16 +10,16 @@
 //!
 //! See `docs/model-registry.md` for URIs, contract tags, promotion and failure behaviour.
 
+pub mod aliases;
 pub mod audit;
 pub mod cache;
-pub mod changes;
 pub mod deadline;
 pub mod error;
 mod grpc;
 mod metrics;
 pub mod onnx;
-pub mod proxy;
 pub mod registry;
+pub mod resolver;
 pub mod settings;
 pub mod uri;
 pub mod webhook;
@@ -32,14 +32,16 @@ use stockcast_bus::EventBus;
 use stockcast_proto::stockcast::registry::v1::model_registry_service_server::ModelRegistryServiceServer;
 pub use stockcast_runtime::StartError;
 use stockcast_runtime::cli::ServiceArgs;
+use stockcast_runtime::clock::SharedClock;
 use stockcast_runtime::{GrpcServer, Shutdown};
 use tokio::net::TcpListener;
 
+use crate::aliases::AliasManager;
 use crate::audit::AuditStore;
 use crate::cache::ArtifactCache;
-pub use crate::grpc::{ACTOR_HEADER, version_to_proto};
-pub use crate::proxy::Proxy;
+pub use crate::grpc::ACTOR_HEADER;
 use crate::registry::{LocalRegistry, MlflowRegistry, Registry};
+use crate::resolver::Resolver;
 use crate::settings::RegistryKind;
 pub use crate::settings::Settings;
 
@@ -66,19 +68,23 @@ pub struct Deps {
     pub audit: Arc<dyn AuditStore>,
     /// The event bus.
     pub bus: Arc<dyn EventBus>,
+    /// The time of audit entries, watches, cached artifacts, webhook checks and local
+    /// registry files.
+    pub clock: SharedClock,
 }
 
 impl Deps {
     /// Builds the dependencies named by `settings`: the registry, the audit store
     /// (migrated; a database that is not reachable yet is waited for until `shutdown`), the
-    /// bus.
+    /// bus, on the system's clock.
     pub async fn from_settings(
         settings: &Settings,
         shutdown: &Shutdown,
     ) -> Result<Self, StartError> {
+        let clock = stockcast_runtime::clock::system();
         let registry: Arc<dyn Registry> = match settings.registry.kind {
             RegistryKind::Local => Arc::new(
-                LocalRegistry::open(&settings.registry.local_dir)
+                LocalRegistry::open(&settings.registry.local_dir, clock.clone())
                     .await
                     .map_err(|e| StartError::dependency("registry", e))?,
             ),
@@ -97,6 +103,7 @@ impl Deps {
             registry,
             audit,
             bus,
+            clock,
         })
     }
 }
@@ -115,18 +122,23 @@ pub async fn serve(
     let cache = ArtifactCache::open(&settings.cache.dir, settings.cache.max_bytes)
         .await
         .map_err(|e| StartError::dependency("artifact-cache", e))?;
-    let proxy = Arc::new(Proxy::new(
+    let resolver = Arc::new(Resolver::new(
         deps.registry.clone(),
-        deps.audit.clone(),
         cache,
+        Duration::from_millis(settings.cache.resolution_ttl_ms),
+        deps.clock.clone(),
+    ));
+    let aliases = Arc::new(AliasManager::new(
+        resolver.clone(),
+        deps.audit.clone(),
         deps.bus.clone(),
         &topic,
-        Duration::from_millis(settings.cache.resolution_ttl_ms),
+        deps.clock.clone(),
     ));
     let poller_shutdown = Shutdown::new();
     let poller = (settings.poll.interval_ms > 0).then(|| {
         tokio::spawn(poll(
-            proxy.clone(),
+            aliases.clone(),
             Duration::from_millis(settings.poll.interval_ms),
             poller_shutdown.clone(),
         ))
@@ -139,16 +151,18 @@ pub async fn serve(
             tracing::info!(addr = %addr, path = webhook::PATH, "receiving mlflow webhooks");
             Some(tokio::spawn(webhook::serve(
                 listener,
-                proxy.clone(),
+                aliases.clone(),
                 settings.webhook.secret.clone(),
                 Duration::from_secs(settings.webhook.max_age_s),
+                deps.clock.clone(),
                 poller_shutdown.clone(),
             )))
         }
         None => None,
     };
     let api = grpc::Api {
-        proxy,
+        resolver,
+        aliases,
         max_message_bytes: settings.server.max_message_bytes,
         shutdown: shutdown.clone(),
         request_timeout: settings.server.request_timeout(),
@@ -180,7 +194,7 @@ pub async fn serve(
 }
 
 /// Polls the registry every `interval` until `shutdown`.
-async fn poll(proxy: Arc<Proxy>, interval: Duration, shutdown: Shutdown) {
+async fn poll(aliases: Arc<AliasManager>, interval: Duration, shutdown: Shutdown) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -188,7 +202,7 @@ async fn poll(proxy: Arc<Proxy>, interval: Duration, shutdown: Shutdown) {
             () = shutdown.wait() => return,
             _ = ticks.tick() => {}
         }
-        match proxy.poll_once().await {
+        match aliases.poll_once().await {
             Ok(0) => {}
             Ok(changes) => tracing::info!(changes, "alias changes detected in the registry"),
             Err(error) => {

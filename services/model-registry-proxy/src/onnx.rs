@@ -1,15 +1,9 @@
-//! What the proxy reads from an ONNX model: its `metadata_props` and the input contract
-//! declared there or in version tags (both defined in `stockcast-model`), and the
-//! `sha256` version tag.
+//! What the proxy reads from an ONNX model. The model contract and the `metadata_props`
+//! reader live in `stockcast-model` (shared with inference); this adapter only adds the
+//! proxy's `sha256` version tag and the hex spelling of digests.
 
-pub use stockcast_model::contract::{
-    Contract, KEY_FEATURE_NAMES, KEY_FEATURE_VIEW, KEY_FEATURE_VIEW_VERSION, KEY_HORIZON_BARS,
-    KEY_TARGET, contract_of,
-};
-pub use stockcast_model::metadata::{
-    DATA_LOCATION_EXTERNAL, GraphProto, ModelProto, StringStringEntryProto, TensorProto,
-    encode_model, metadata_props, read_metadata_props,
-};
+pub use stockcast_model::contract::{Contract, contract_of};
+pub use stockcast_model::metadata::read_metadata_props;
 
 /// Version tag holding the lower-case hex SHA-256 of the ONNX bytes.
 pub const TAG_SHA256: &str = "sha256";

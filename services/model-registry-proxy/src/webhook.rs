@@ -14,37 +14,43 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
+use stockcast_runtime::clock::SharedClock;
 use stockcast_runtime::echo::truncate_for_message;
 use stockcast_runtime::{Secret, Shutdown};
 use tokio::net::TcpListener;
 
+use crate::aliases::AliasManager;
 use crate::audit::Origin;
-use crate::proxy::Proxy;
 
 /// Path MLflow delivers to.
 pub const PATH: &str = "/mlflow/webhook";
 
 #[derive(Debug, Clone)]
 struct Receiver {
-    proxy: Arc<Proxy>,
+    aliases: Arc<AliasManager>,
     secret: Secret,
     max_age: Duration,
+    /// Tells how old a delivery is.
+    clock: SharedClock,
 }
 
-/// Serves the webhook receiver on `listener` until `shutdown`.
+/// Serves the webhook receiver on `listener` until `shutdown`, judging deliveries' age by
+/// `clock`.
 pub async fn serve(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    aliases: Arc<AliasManager>,
     secret: Secret,
     max_age: Duration,
+    clock: SharedClock,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route(PATH, axum::routing::post(receive))
         .with_state(Receiver {
-            proxy,
+            aliases,
             secret,
             max_age,
+            clock,
         });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
@@ -61,7 +67,7 @@ async fn receive(
         &body,
         receiver.secret.expose(),
         receiver.max_age,
-        chrono::Utc::now().timestamp(),
+        receiver.clock.now_seconds(),
     ) {
         tracing::warn!(why, "mlflow webhook refused");
         return (StatusCode::UNAUTHORIZED, why);
@@ -93,7 +99,7 @@ async fn receive(
     let Some(name) = delivery.data.get("name").and_then(|n| n.as_str()) else {
         return (StatusCode::BAD_REQUEST, "data.name is missing".to_owned());
     };
-    match receiver.proxy.sync_model(name, Origin::Webhook).await {
+    match receiver.aliases.sync_model(name, Origin::Webhook).await {
         Ok(changes) => (StatusCode::OK, format!("{changes} alias changes recorded")),
         Err(error) => {
             tracing::warn!(%error, model = name, "mlflow webhook: cannot read the model's aliases");

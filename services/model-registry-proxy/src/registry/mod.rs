@@ -1,8 +1,9 @@
 //! The registry behind the proxy: MLflow's Model Registry in production, a local directory
-//! embedded. Both pass one conformance suite (`tests/support/registry_cases.rs`).
+//! embedded. Both pass one conformance suite (`tests/it/support/cases`).
 
 pub mod local;
 pub mod mlflow;
+pub mod mlmodel;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use futures::Stream;
 
 pub use self::local::LocalRegistry;
 pub use self::mlflow::{MlflowRegistry, MlflowSettings};
+pub use self::mlmodel::{MlmodelError, mlmodel_for, onnx_file_of_mlmodel};
 
 /// Why a registry call failed, classified the way callers act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -267,70 +269,9 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     async fn open_artifact(&self, version: &VersionInfo) -> Result<Artifact, RegistryError>;
 }
 
-/// The `MLmodel` file of MLflow's ONNX flavor for `model.onnx`.
-pub fn mlmodel_for(onnx_file: &str) -> String {
-    format!(
-        "flavors:\n  onnx:\n    code: null\n    data: {onnx_file}\n    onnx_version: 1.17.0\n  \
-         python_function:\n    data: {onnx_file}\n    env:\n      virtualenv: python_env.yaml\n    \
-         loader_module: mlflow.onnx\n    python_version: 3.11.0\nmlflow_version: 2.20.0\n"
-    )
-}
-
-/// The ONNX file an `MLmodel` file names in its `onnx` flavor (`data:`), if any.
-pub fn onnx_file_of_mlmodel(mlmodel: &str) -> Option<String> {
-    // A small reader for the one key needed: `flavors: onnx: data:`. MLflow writes block
-    // YAML with two-space indentation.
-    let mut in_flavors = false;
-    let mut onnx_indent: Option<usize> = None;
-    for line in mlmodel.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = line.len() - trimmed.len();
-        if indent == 0 {
-            in_flavors = trimmed.starts_with("flavors:");
-            onnx_indent = None;
-            continue;
-        }
-        if !in_flavors {
-            continue;
-        }
-        match onnx_indent {
-            Some(level) if indent > level => {
-                if let Some(value) = trimmed.strip_prefix("data:") {
-                    let value = value.trim().trim_matches(['"', '\'']);
-                    return (!value.is_empty()).then(|| value.to_owned());
-                }
-            }
-            _ => {
-                onnx_indent = (trimmed == "onnx:").then_some(indent);
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mlmodel_names_its_onnx_file() {
-        assert_eq!(
-            onnx_file_of_mlmodel(&mlmodel_for("model.onnx")).as_deref(),
-            Some("model.onnx")
-        );
-        let written_by_mlflow = "artifact_path: model\nflavors:\n  python_function:\n    data: other.bin\n    loader_module: mlflow.onnx\n  onnx:\n    code: null\n    data: 'net.onnx'\n    onnx_version: 1.17.0\nmodel_uuid: 1\n";
-        assert_eq!(
-            onnx_file_of_mlmodel(written_by_mlflow).as_deref(),
-            Some("net.onnx")
-        );
-        assert_eq!(
-            onnx_file_of_mlmodel("flavors:\n  sklearn:\n    data: model.pkl\n"),
-            None
-        );
-    }
 
     #[test]
     fn stages_are_case_insensitive() {

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::cases;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use stockcast_feature_store::store::redis::{
 };
 use stockcast_feature_store::store::{OnlineStore, StoreError};
 use stockcast_runtime::Secret;
+use stockcast_testkit::process::ChildGuard;
 
 fn settings(url: &str) -> RedisSettings {
     RedisSettings {
@@ -296,7 +297,7 @@ async fn connect_to_nothing_is_unavailable() {
 /// A `redis-server` of this test's own on a free port (never the shared one).
 struct OwnRedis {
     port: u16,
-    child: Child,
+    child: ChildGuard,
     /// Where a cluster node keeps its `nodes.conf`.
     _dir: Option<tempfile::TempDir>,
 }
@@ -357,26 +358,16 @@ impl OwnRedis {
         let port_arg = port.to_string();
         let mut args = vec!["--port", &port_arg, "--save", "", "--appendonly", "no"];
         args.extend_from_slice(extra);
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)");
-        let redis = Self {
+        let mut command = Command::new("redis-server");
+        command.args(&args);
+        // Fails with how it could not start (apt-get install redis-server when missing).
+        let mut child = ChildGuard::spawn("redis-server", command);
+        child.wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
+        Self {
             port,
             child,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        redis
     }
 
     fn url(&self) -> String {
@@ -384,14 +375,7 @@ impl OwnRedis {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.kill();
     }
 }
 

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockcast_runtime::Shutdown;
 
-use crate::support::process::{Process, await_port};
 use stockcast_bus::{EventBus, KafkaBus, KafkaSettings};
 use stockcast_feature_store::store::postgres::PostgresOffline;
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
@@ -20,6 +19,7 @@ use stockcast_feature_store::store::{OfflineStore, OnlineStore};
 use stockcast_feature_store::view::{View, default_view};
 use stockcast_market::Bar;
 use stockcast_runtime::Secret;
+use stockcast_testkit::process::ChildGuard;
 use stream::{assert_exact, count_rows, interleave, publish, series, topic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -47,7 +47,7 @@ struct Setup {
 
 impl Setup {
     /// Starts the service binary; returns it with its metrics port once it listens.
-    fn start(&self, name: &str) -> (Process, u16) {
+    fn start(&self, name: &str) -> (ChildGuard, u16) {
         let (grpc, metrics) = (
             stockcast_testkit::free_port(),
             stockcast_testkit::free_port(),
@@ -81,8 +81,8 @@ impl Setup {
         ] {
             command.env(format!("STOCKCAST_FEATURE_STORE__{key}"), value);
         }
-        let mut process = Process::spawn(command, name);
-        await_port(metrics, &mut process);
+        let mut process = ChildGuard::spawn(name, command);
+        process.wait_for_port(&format!("127.0.0.1:{metrics}"), Duration::from_secs(30));
         (process, metrics)
     }
 
@@ -100,7 +100,7 @@ impl Setup {
 async fn await_rows(
     offline: &dyn OfflineStore,
     view: &View,
-    process: &mut Process,
+    process: &mut ChildGuard,
     what: &str,
     done: impl Fn(usize) -> bool,
 ) -> usize {

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use stockcast_runtime::Shutdown;
 
-use crate::support::process::{Process, await_port};
 use stockcast_bus::{KafkaBus, KafkaSettings};
 use stockcast_feature_store::store::postgres::PostgresOffline;
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
@@ -26,6 +25,7 @@ use stockcast_feature_store::store::{OfflineStore, OnlineStore};
 use stockcast_feature_store::view::{View, default_view};
 use stockcast_market::Bar;
 use stockcast_runtime::Secret;
+use stockcast_testkit::process::ChildGuard;
 use stream::{
     Backends, assert_exact, catalog, count_rows, interleave, processor, publish, series, settings,
     topic,
@@ -240,11 +240,11 @@ async fn bars_during_an_outage(
 /// A private `redis-server` without persistence on a fixed port.
 struct PrivateRedis {
     port: u16,
-    server: Option<Process>,
+    server: Option<ChildGuard>,
 }
 
 impl PrivateRedis {
-    fn start(port: u16) -> Process {
+    fn start(port: u16) -> ChildGuard {
         let mut command = Command::new("redis-server");
         command.args([
             "--port",
@@ -256,8 +256,8 @@ impl PrivateRedis {
             "--appendonly",
             "no",
         ]);
-        let mut server = Process::spawn(command, "redis-server");
-        await_port(port, &mut server);
+        let mut server = ChildGuard::spawn("redis-server", command);
+        server.wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(30));
         server
     }
 }

@@ -1,16 +1,20 @@
-//! HTTP to MLflow: deadlines on every call, jittered retries of idempotent calls, a circuit
-//! breaker, and MLflow's `{"error_code", "message"}` bodies mapped to [`RegistryError`].
+//! HTTP to MLflow: deadlines on every call, jittered retries of idempotent calls
+//! (`stockcast_runtime::retry`), a circuit breaker (`breaker.rs`), and MLflow's
+//! `{"error_code", "message"}` bodies mapped to [`RegistryError`].
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use stockcast_runtime::Secret;
 use stockcast_runtime::echo::truncate_for_message;
+use stockcast_runtime::retry::{Backoff, Retry, RetryError};
+use stockcast_runtime::{Secret, Shutdown};
 
 use super::MlflowSettings;
+use super::breaker::Breaker;
+use crate::deadline::Budget;
 use crate::registry::RegistryError;
 
 /// A shared HTTP client for one MLflow tracking server.
@@ -22,8 +26,10 @@ pub(crate) struct Http {
     request_timeout: Duration,
     artifact_timeout: Duration,
     retries: u32,
-    backoff: Duration,
+    backoff: Backoff,
     breaker: Breaker,
+    /// Never fired: a call ends with its request's deadline or its own timeout.
+    never: Shutdown,
 }
 
 /// Whether a call may be repeated without changing its effect.
@@ -57,11 +63,12 @@ impl Http {
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             artifact_timeout: Duration::from_millis(settings.artifact_timeout_ms),
             retries: settings.retries,
-            backoff: Duration::from_millis(settings.retry_backoff_ms),
+            backoff: backoff(Duration::from_millis(settings.retry_backoff_ms)),
             breaker: Breaker::new(
                 settings.breaker_failures,
                 Duration::from_millis(settings.breaker_cooldown_ms),
             ),
+            never: Shutdown::new(),
         })
     }
 
@@ -144,7 +151,8 @@ impl Http {
     /// Sends a request built by `build`, retrying idempotent ones on transient failures, and
     /// returns a successful response or the mapped error. Within a request's budget
     /// ([`crate::deadline`]) each attempt's timeout is capped by what is left, and a retry
-    /// that would start after the budget is spent is not made.
+    /// that would start after the budget is spent is not made: the budget's error is
+    /// returned instead, so that the caller answers from its cache.
     async fn send(
         &self,
         idempotent: Idempotent,
@@ -155,79 +163,125 @@ impl Http {
             Idempotent::Yes => self.retries + 1,
             Idempotent::No => 1,
         };
-        let mut last = RegistryError::Unavailable("no attempt made".to_owned());
         let budget = crate::deadline::current();
-        for attempt in 1..=attempts {
-            self.breaker.allow()?;
-            let timeout = match budget {
-                Some(budget) if budget.remaining().is_zero() => {
-                    return Err(budget.spent("calling mlflow"));
+        let mut retry = Retry::new(self.backoff).attempts(attempts);
+        if let Some(budget) = budget {
+            retry = retry.deadline(tokio::time::Instant::from_std(budget.until));
+        }
+        let made = AtomicU32::new(0);
+        let outcome = retry
+            .run(
+                "calling mlflow",
+                &self.never,
+                |failure: &Failure| failure.retry,
+                || {
+                    if made.fetch_add(1, Ordering::Relaxed) > 0 {
+                        crate::metrics::mlflow_retry();
+                    }
+                    self.attempt(timeout, budget, &build)
+                },
+            )
+            .await;
+        let made = made.load(Ordering::Relaxed);
+        match outcome.map_err(RetryError::into_inner) {
+            Ok(response) => Ok(response),
+            Err(Some(failure)) => match budget {
+                // Transient, and attempts left or none worth starting: the budget ran out.
+                Some(budget)
+                    if failure.retry
+                        && (made < attempts
+                            || budget.remaining() <= self.backoff.ceiling(made - 1)) =>
+                {
+                    tracing::debug!(made, error = %failure.error, "mlflow call failed; no time left to retry");
+                    Err(budget.spent(&format!("calling mlflow ({})", failure.error)))
                 }
-                Some(budget) => timeout.min(budget.remaining()),
-                None => timeout,
-            };
-            let mut request = build().timeout(timeout);
-            if !self.token.is_empty() {
-                request = request.bearer_auth(self.token.expose());
+                _ => Err(failure.error),
+            },
+            Err(None) => Err(RegistryError::Unavailable(
+                "calling mlflow was stopped".to_owned(),
+            )),
+        }
+    }
+
+    /// One attempt of a call, within what is left of `budget`.
+    async fn attempt(
+        &self,
+        timeout: Duration,
+        budget: Option<Budget>,
+        build: &impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Failure> {
+        // An open circuit refuses at once; waiting to retry would not close it sooner.
+        self.breaker.allow().map_err(Failure::last)?;
+        let timeout = match budget {
+            Some(budget) if budget.remaining().is_zero() => {
+                return Err(Failure::last(budget.spent("calling mlflow")));
             }
-            let error = match request.send().await {
-                Ok(response) if response.status().is_success() => {
-                    self.breaker.success();
-                    return Ok(response);
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let body = response.bytes().await.unwrap_or_default();
-                    from_response(status, &body)
-                }
-                Err(error) => RegistryError::Unavailable(describe(&error)),
-            };
-            let transient = matches!(
+            Some(budget) => timeout.min(budget.remaining()),
+            None => timeout,
+        };
+        let mut request = build().timeout(timeout);
+        if !self.token.is_empty() {
+            request = request.bearer_auth(self.token.expose());
+        }
+        let error = match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                self.breaker.success();
+                return Ok(response);
+            }
+            Ok(response) => {
+                let status = response.status();
+                let body = response.bytes().await.unwrap_or_default();
+                from_response(status, &body)
+            }
+            Err(error) => RegistryError::Unavailable(describe(&error)),
+        };
+        if matches!(error, RegistryError::Unavailable(_)) {
+            self.breaker.failure();
+        } else {
+            // The server answered: it is up, whatever it thought of the request.
+            self.breaker.success();
+        }
+        Err(Failure {
+            retry: matches!(
                 error,
                 RegistryError::Unavailable(_) | RegistryError::ResourceExhausted(_)
-            );
-            if matches!(error, RegistryError::Unavailable(_)) {
-                self.breaker.failure();
-            } else {
-                // The server answered: it is up, whatever it thought of the request.
-                self.breaker.success();
-            }
-            if !transient {
-                return Err(error);
-            }
-            let wait = jittered(backoff(self.backoff, attempt));
-            if let Some(budget) = budget
-                && budget.remaining() <= wait
-            {
-                // No time for another attempt: the caller answers from its cache, if it can.
-                tracing::debug!(attempt, %error, "mlflow call failed; no time left to retry");
-                return Err(budget.spent(&format!("calling mlflow ({error})")));
-            }
-            if attempt == attempts {
-                return Err(error);
-            }
-            crate::metrics::mlflow_retry();
-            tracing::debug!(attempt, %error, "mlflow call failed; retrying");
-            tokio::time::sleep(wait).await;
-            last = error;
-        }
-        Err(last)
+            ),
+            error,
+        })
     }
 }
 
-/// Longest wait between two attempts, before jitter.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// The wait after failed attempt `attempt` (1-based): `base` doubled each attempt, at most
-/// `MAX_BACKOFF`.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
-    base.saturating_mul(factor).min(MAX_BACKOFF)
+/// A failed attempt, and whether another is worth making.
+#[derive(Debug)]
+struct Failure {
+    error: RegistryError,
+    retry: bool,
 }
 
-/// `base` ± 50 %.
-fn jittered(base: Duration) -> Duration {
-    base.mul_f64(rand::random_range(0.5..1.5))
+impl Failure {
+    /// A failure that ends the call.
+    fn last(error: RegistryError) -> Self {
+        Self {
+            error,
+            retry: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Retry waits starting at `first` (at least 1 ms, at most [`MAX_BACKOFF`]), doubling up to
+/// [`MAX_BACKOFF`], shortened by up to half at random.
+fn backoff(first: Duration) -> Backoff {
+    let first = first.clamp(Duration::from_millis(1), MAX_BACKOFF);
+    Backoff::new(first, MAX_BACKOFF).unwrap_or(Backoff::STARTUP)
 }
 
 fn describe(error: &reqwest::Error) -> String {
@@ -311,89 +365,21 @@ pub(crate) fn from_response(status: StatusCode, body: &[u8]) -> RegistryError {
     }
 }
 
-/// Opens after `threshold` consecutive failures; after `cooldown`, lets one trial call
-/// through (half-open) and closes again on its success.
-#[derive(Debug)]
-pub(crate) struct Breaker {
-    threshold: u32,
-    cooldown: Duration,
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Debug, Default)]
-struct BreakerState {
-    failures: u32,
-    open_until: Option<Instant>,
-}
-
-impl Breaker {
-    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
-        Self {
-            threshold: threshold.max(1),
-            cooldown,
-            state: Mutex::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Refuses the call while open.
-    pub(crate) fn allow(&self) -> Result<(), RegistryError> {
-        let mut state = self.lock();
-        match state.open_until {
-            Some(until) if Instant::now() < until => Err(RegistryError::Unavailable(format!(
-                "circuit open after {} consecutive failures; next trial in {} ms",
-                state.failures,
-                until.saturating_duration_since(Instant::now()).as_millis()
-            ))),
-            Some(_) => {
-                // Half-open: this call is the trial; others wait for its outcome.
-                state.open_until = Some(Instant::now() + self.cooldown);
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    pub(crate) fn success(&self) {
-        let mut state = self.lock();
-        if state.open_until.is_some() {
-            tracing::info!("mlflow answers again; circuit closed");
-        }
-        *state = BreakerState::default();
-    }
-
-    pub(crate) fn failure(&self) {
-        let mut state = self.lock();
-        state.failures = state.failures.saturating_add(1);
-        if state.failures >= self.threshold {
-            if state.open_until.is_none() {
-                tracing::warn!(
-                    failures = state.failures,
-                    "mlflow unreachable; circuit open"
-                );
-                crate::metrics::breaker_opened();
-            }
-            state.open_until = Some(Instant::now() + self.cooldown);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn retry_backoff_doubles_up_to_a_cap_and_never_overflows() {
-        let base = Duration::from_millis(100);
-        assert_eq!(backoff(base, 1), Duration::from_millis(100));
-        assert_eq!(backoff(base, 3), Duration::from_millis(400));
-        assert_eq!(backoff(base, 40), MAX_BACKOFF);
-        assert_eq!(backoff(base, u32::MAX), MAX_BACKOFF);
-        assert_eq!(backoff(Duration::MAX, 5), MAX_BACKOFF);
-        assert!(jittered(backoff(Duration::MAX, u32::MAX)) <= MAX_BACKOFF.mul_f64(1.5));
+        let b = backoff(Duration::from_millis(100));
+        assert_eq!(b.ceiling(0), Duration::from_millis(100));
+        assert_eq!(b.ceiling(2), Duration::from_millis(400));
+        assert_eq!(b.ceiling(39), MAX_BACKOFF);
+        assert_eq!(b.ceiling(u32::MAX), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::MAX).ceiling(4), MAX_BACKOFF);
+        assert!(backoff(Duration::MAX).delay(u32::MAX) <= MAX_BACKOFF);
+        // A zero first wait still waits a little (and is not refused).
+        assert_eq!(backoff(Duration::ZERO).min(), Duration::from_millis(1));
     }
 
     #[test]
@@ -456,25 +442,5 @@ mod tests {
             ),
             RegistryError::Unimplemented(_)
         ));
-    }
-
-    #[test]
-    fn breaker_opens_after_threshold_and_half_opens_after_cooldown() {
-        let breaker = Breaker::new(2, Duration::ZERO);
-        breaker.failure();
-        assert!(breaker.allow().is_ok());
-        let long = Breaker::new(2, Duration::from_secs(3600));
-        long.failure();
-        long.failure();
-        let refused = long.allow().unwrap_err();
-        assert!(
-            refused.to_string().contains("circuit open after 2"),
-            "{refused}"
-        );
-        long.success();
-        assert!(long.allow().is_ok());
-        // Zero cooldown: open, but the next call is the half-open trial.
-        breaker.failure();
-        assert!(breaker.allow().is_ok());
     }
 }

@@ -1,21 +1,27 @@
 //! The MLflow Model Registry over its REST API 2.0, with artifacts through the tracking
 //! server's proxied artifact API (`--serve-artifacts`).
 
+mod artifacts;
+mod breaker;
 mod http;
-
-use std::collections::BTreeMap;
+mod json;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::Method;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stockcast_runtime::Secret;
+use stockcast_runtime::echo::truncate_for_message;
 
 use self::http::{Http, Idempotent};
+use self::json::{
+    ModelVersionAnswer, ModelVersionJson, RegisteredModelAnswer, RegisteredModelJson, RunAnswer,
+    VersionsAnswer,
+};
 use super::{
     Artifact, ArtifactFormat, ModelInfo, NewVersion, Page, Registry, RegistryError, VersionInfo,
-    mlmodel_for, no_alias, no_model, no_version, onnx_file_of_mlmodel,
+    mlmodel_for, no_alias, no_model, no_version,
 };
 
 /// The `[registry.mlflow]` section.
@@ -34,7 +40,8 @@ pub struct MlflowSettings {
     pub artifact_timeout_ms: u64,
     /// Retries of an idempotent call after a transient failure.
     pub retries: u32,
-    /// First retry delay, doubled each retry (up to 30 s) and jittered ±50 %, milliseconds.
+    /// First retry delay, doubled each retry (up to 30 s) and shortened by up to half at
+    /// random, milliseconds.
     pub retry_backoff_ms: u64,
     /// Consecutive failures that open the circuit breaker.
     pub breaker_failures: u32,
@@ -134,72 +141,40 @@ impl MlflowRegistry {
             _ => missing,
         }
     }
+}
 
-    /// The proxied-artifact path of an artifact URI (`mlflow-artifacts:/p`,
-    /// `mlflow-artifacts://host:port/p`), resolved against the tracking URI.
-    fn artifact_path(uri: &str) -> Result<String, RegistryError> {
-        let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
-            return Err(RegistryError::FailedPrecondition(format!(
-                "artifact uri {uri:?} is not served by the tracking server: run MLflow with \
-                 --serve-artifacts so that artifacts are mlflow-artifacts: URIs"
-            )));
-        };
-        let path = match rest.strip_prefix("//") {
-            Some(authority_and_path) => authority_and_path
-                .split_once('/')
-                .map_or("", |(_, path)| path),
-            None => rest,
-        };
-        Ok(path.trim_matches('/').to_owned())
+/// Longest page token passed on to MLflow, bytes (its tokens are short base64).
+const MAX_PAGE_TOKEN: usize = 4_096;
+
+fn not_issued(token: &str) -> RegistryError {
+    RegistryError::InvalidArgument(format!(
+        "page_token {:?} is not a token this service issued",
+        truncate_for_message(token)
+    ))
+}
+
+/// Refuses a page token MLflow cannot have issued (its tokens are base64) before it is sent:
+/// MLflow answers some (non-ASCII ones) with HTTP 500, which would count towards opening
+/// the circuit breaker for everyone.
+fn check_token(token: &str) -> Result<(), RegistryError> {
+    let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_');
+    if token.len() > MAX_PAGE_TOKEN || !token.bytes().all(base64) {
+        return Err(not_issued(token));
     }
+    Ok(())
+}
 
-    async fn list_dir(&self, path: &str) -> Result<Vec<FileJson>, RegistryError> {
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct Listing {
-            files: Vec<FileJson>,
+/// MLflow's refusal of a page token (its words: "Invalid page token, …") as a refusal naming
+/// the field, like the local registry's.
+fn bad_token(error: RegistryError, token: &str) -> RegistryError {
+    match error {
+        RegistryError::InvalidArgument(raw)
+            if !token.is_empty() && raw.to_ascii_lowercase().contains("page token") =>
+        {
+            tracing::debug!(raw, "mlflow refused a page token");
+            not_issued(token)
         }
-        let listing: Listing = self
-            .get("api/2.0/mlflow-artifacts/artifacts", &[("path", path)])
-            .await?;
-        Ok(listing.files)
-    }
-
-    async fn download_text(&self, path: &str) -> Result<String, RegistryError> {
-        let response = self.http.download(path).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::Unavailable(format!("reading {path}: {e}")))?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| RegistryError::FailedPrecondition(format!("{path} is not UTF-8 text")))
-    }
-
-    async fn stream(&self, path: &str, format: ArtifactFormat) -> Result<Artifact, RegistryError> {
-        let response = self.http.download(path).await?;
-        let size_hint = response.content_length();
-        let owned = path.to_owned();
-        let body = futures::stream::unfold(Some(response), move |state| {
-            let path = owned.clone();
-            async move {
-                let mut response = state?;
-                match response.chunk().await {
-                    Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
-                    Ok(None) => None,
-                    Err(e) => Some((
-                        Err(RegistryError::Unavailable(format!(
-                            "downloading {path}: {e}"
-                        ))),
-                        None,
-                    )),
-                }
-            }
-        });
-        Ok(Artifact {
-            format,
-            size_hint,
-            body: Box::pin(body),
-        })
+        other => other,
     }
 }
 
@@ -253,6 +228,7 @@ impl Registry for MlflowRegistry {
         page_size: usize,
         page_token: &str,
     ) -> Result<Page<ModelInfo>, RegistryError> {
+        check_token(page_token)?;
         #[derive(Deserialize, Default)]
         #[serde(default)]
         struct Answer {
@@ -271,7 +247,8 @@ impl Registry for MlflowRegistry {
         }
         let answer: Answer = self
             .get("api/2.0/mlflow/registered-models/search", &query)
-            .await?;
+            .await
+            .map_err(|e| bad_token(e, page_token))?;
         Ok(Page {
             items: answer
                 .registered_models
@@ -371,6 +348,7 @@ impl Registry for MlflowRegistry {
         page_size: usize,
         page_token: &str,
     ) -> Result<Page<VersionInfo>, RegistryError> {
+        check_token(page_token)?;
         // A missing model is NOT_FOUND, not an empty list.
         self.registered_model(name).await?;
         let max = page_size.to_string();
@@ -385,7 +363,8 @@ impl Registry for MlflowRegistry {
         }
         let answer: VersionsAnswer = self
             .get("api/2.0/mlflow/model-versions/search", &query)
-            .await?;
+            .await
+            .map_err(|e| bad_token(e, page_token))?;
         Ok(Page {
             items: answer
                 .model_versions
@@ -520,284 +499,6 @@ impl Registry for MlflowRegistry {
     }
 
     async fn open_artifact(&self, version: &VersionInfo) -> Result<Artifact, RegistryError> {
-        #[derive(Deserialize)]
-        struct DownloadUri {
-            artifact_uri: String,
-        }
-        let v = version.version.to_string();
-        let uri: DownloadUri = match self
-            .get(
-                "api/2.0/mlflow/model-versions/get-download-uri",
-                &[("name", version.name.as_str()), ("version", &v)],
-            )
-            .await
-        {
-            Ok(uri) => uri,
-            Err(e) => {
-                let missing = no_version(&version.name, version.version);
-                return Err(self.not_found(e, &version.name, missing).await);
-            }
-        };
-        let path = Self::artifact_path(&uri.artifact_uri)?;
-        if path.ends_with(".onnx") {
-            return self.stream(&path, ArtifactFormat::OnnxFile).await;
-        }
-        let files = self.list_dir(&path).await?;
-        let base = |f: &FileJson| f.path.rsplit('/').next().unwrap_or_default().to_owned();
-        if files.is_empty() {
-            // A single file that does not end in `.onnx`.
-            return self.stream(&path, ArtifactFormat::OnnxFile).await;
-        }
-        if files.iter().any(|f| !f.is_dir && base(f) == "MLmodel") {
-            let mlmodel = self.download_text(&format!("{path}/MLmodel")).await?;
-            let Some(data) = onnx_file_of_mlmodel(&mlmodel) else {
-                return Err(RegistryError::FailedPrecondition(format!(
-                    "{}: MLmodel at {} has no onnx flavor",
-                    version_label(version),
-                    uri.artifact_uri
-                )));
-            };
-            let extra: Vec<String> = files
-                .iter()
-                .map(base)
-                .filter(|f| *f != data && !MLMODEL_METADATA.contains(&f.as_str()))
-                .collect();
-            if !extra.is_empty() {
-                return Err(RegistryError::FailedPrecondition(format!(
-                    "{}: the model directory {} holds {} besides {data} (ONNX external data?); \
-                     the proxy serves {data} alone, which could not be loaded without them: \
-                     log the model with mlflow.onnx.log_model(..., save_as_external_data=False)",
-                    version_label(version),
-                    uri.artifact_uri,
-                    extra.join(", ")
-                )));
-            }
-            return self
-                .stream(&format!("{path}/{data}"), ArtifactFormat::MlflowOnnx)
-                .await;
-        }
-        let onnx: Vec<_> = files
-            .iter()
-            .filter(|f| !f.is_dir && f.path.ends_with(".onnx"))
-            .collect();
-        match onnx.as_slice() {
-            [one] => {
-                self.stream(&format!("{path}/{}", base(one)), ArtifactFormat::OnnxFile)
-                    .await
-            }
-            _ => Err(RegistryError::FailedPrecondition(format!(
-                "{}: artifact {} holds no MLmodel and {} .onnx files (expected one)",
-                version_label(version),
-                uri.artifact_uri,
-                onnx.len()
-            ))),
-        }
-    }
-}
-
-/// Files MLflow writes next to a flavor's data file that a model does not need to load.
-const MLMODEL_METADATA: [&str; 8] = [
-    "MLmodel",
-    "conda.yaml",
-    "python_env.yaml",
-    "requirements.txt",
-    "input_example.json",
-    "serving_input_example.json",
-    "registered_model_meta",
-    "metadata",
-];
-
-fn version_label(v: &VersionInfo) -> String {
-    format!("models:/{}/{}", v.name, v.version)
-}
-
-// ---------------------------------------------------------------------------
-// MLflow's JSON
-
-/// An integer MLflow sends as a number or a string (versions are strings).
-fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(i64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Int(n) => Ok(n),
-        Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct TagJson {
-    key: String,
-    value: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct AliasJson {
-    alias: String,
-    #[serde(deserialize_with = "int")]
-    version: i64,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RegisteredModelJson {
-    name: String,
-    description: Option<String>,
-    #[serde(deserialize_with = "int")]
-    creation_timestamp: i64,
-    #[serde(deserialize_with = "int")]
-    last_updated_timestamp: i64,
-    latest_versions: Vec<ModelVersionJson>,
-    tags: Vec<TagJson>,
-    aliases: Vec<AliasJson>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ModelVersionJson {
-    name: String,
-    #[serde(deserialize_with = "int")]
-    version: i64,
-    #[serde(deserialize_with = "int")]
-    creation_timestamp: i64,
-    #[serde(deserialize_with = "int")]
-    last_updated_timestamp: i64,
-    description: Option<String>,
-    current_stage: Option<String>,
-    source: String,
-    run_id: Option<String>,
-    tags: Vec<TagJson>,
-    aliases: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct RegisteredModelAnswer {
-    registered_model: RegisteredModelJson,
-}
-
-#[derive(Deserialize)]
-struct ModelVersionAnswer {
-    model_version: ModelVersionJson,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct VersionsAnswer {
-    model_versions: Vec<ModelVersionJson>,
-    next_page_token: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct FileJson {
-    path: String,
-    is_dir: bool,
-}
-
-#[derive(Deserialize)]
-struct RunAnswer {
-    run: RunJson,
-}
-
-#[derive(Deserialize)]
-struct RunJson {
-    info: RunInfoJson,
-}
-
-#[derive(Deserialize)]
-struct RunInfoJson {
-    run_id: String,
-    artifact_uri: String,
-}
-
-fn tags(tags: Vec<TagJson>) -> BTreeMap<String, String> {
-    tags.into_iter().map(|t| (t.key, t.value)).collect()
-}
-
-impl From<RegisteredModelJson> for ModelInfo {
-    fn from(m: RegisteredModelJson) -> Self {
-        Self {
-            latest_version: m
-                .latest_versions
-                .iter()
-                .map(|v| v.version)
-                .max()
-                .unwrap_or(0),
-            name: m.name,
-            description: m.description.unwrap_or_default(),
-            aliases: m
-                .aliases
-                .into_iter()
-                .map(|a| (a.alias, a.version))
-                .collect(),
-            tags: tags(m.tags),
-            created_at_ms: m.creation_timestamp,
-            updated_at_ms: m.last_updated_timestamp,
-        }
-    }
-}
-
-impl TryFrom<ModelVersionJson> for VersionInfo {
-    type Error = RegistryError;
-
-    fn try_from(v: ModelVersionJson) -> Result<Self, RegistryError> {
-        if v.version < 1 {
-            return Err(RegistryError::Internal(format!(
-                "model {:?}: mlflow sent version {}",
-                v.name, v.version
-            )));
-        }
-        let mut aliases = v.aliases;
-        aliases.sort();
-        Ok(Self {
-            name: v.name,
-            version: v.version,
-            aliases,
-            tags: tags(v.tags),
-            description: v.description.unwrap_or_default(),
-            stage: v.current_stage.unwrap_or_else(|| "None".to_owned()),
-            source: v.source,
-            run_id: v.run_id.unwrap_or_default(),
-            created_at_ms: v.creation_timestamp,
-            updated_at_ms: v.last_updated_timestamp,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn artifact_uris_resolve_against_the_tracking_server() {
-        assert_eq!(
-            MlflowRegistry::artifact_path("mlflow-artifacts:/0/abc/artifacts/model").ok(),
-            Some("0/abc/artifacts/model".to_owned())
-        );
-        assert_eq!(
-            MlflowRegistry::artifact_path("mlflow-artifacts://mlflow:5000/0/abc/model.onnx").ok(),
-            Some("0/abc/model.onnx".to_owned())
-        );
-        assert!(matches!(
-            MlflowRegistry::artifact_path("s3://bucket/model"),
-            Err(RegistryError::FailedPrecondition(m)) if m.contains("--serve-artifacts")
-        ));
-    }
-
-    #[test]
-    fn versions_arrive_as_strings() {
-        let v: ModelVersionJson = serde_json::from_str(
-            r#"{"name":"m","version":"7","creation_timestamp":1,"tags":[{"key":"a","value":"b"}],"aliases":["z","a"]}"#,
-        )
-        .unwrap_or_default();
-        let info = VersionInfo::try_from(v).unwrap_or_default();
-        assert_eq!(info.version, 7);
-        assert_eq!(info.aliases, vec!["a", "z"]);
-        assert_eq!(info.stage, "None");
+        self.open(version).await
     }
 }
