@@ -1,7 +1,6 @@
 //! A materialization whose chunks the store keeps refusing ends FAILED with the store's
 //! reason; one whose store is only unreachable keeps waiting (and is not failed).
 
-use crate::support::stream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +17,8 @@ use stockcast_feature_store::view::default_view;
 use stockcast_market::{Bar, Interval};
 use stockcast_runtime::Shutdown;
 use uuid::Uuid;
+
+use crate::support::stream;
 
 /// SQLite, except that writes of materialization chunks fail with `error`.
 #[derive(Debug)]

@@ -1,13 +1,14 @@
 //! The offline store conformance suite on a real PostgreSQL (`scripts/deps.sh up pg`), one
 //! schema per test.
 
-use super::cases;
 use std::sync::Arc;
-use stockcast_runtime::Shutdown;
 
 use stockcast_feature_store::store::OfflineStore;
 use stockcast_feature_store::store::postgres::PostgresOffline;
 use stockcast_feature_store::store::sql::{DatabaseSettings, open};
+use stockcast_runtime::Shutdown;
+
+use super::cases;
 
 fn settings() -> DatabaseSettings {
     DatabaseSettings {

@@ -1,11 +1,12 @@
 //! The offline store conformance suite on embedded SQLite (in memory, one database per test).
 
-use super::cases;
 use std::sync::Arc;
-use stockcast_runtime::Shutdown;
 
 use stockcast_feature_store::store::OfflineStore;
 use stockcast_feature_store::store::sql::{DatabaseSettings, open};
+use stockcast_runtime::Shutdown;
+
+use super::cases;
 
 async fn sqlite() -> Arc<dyn OfflineStore> {
     open(&DatabaseSettings::default(), &Shutdown::new())

@@ -1,14 +1,12 @@
 //! The online-store conformance suite on a real Redis (`scripts/deps.sh up redis`), one key
 //! prefix per test; then what only Redis can do: lose its script cache, restart.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::panic)]
 
-use super::cases;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::online::cases::{T0, put, read_one, symbols, view, write};
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface, LuaInterface};
 use fred::types::{ClusterHash, CustomCommand};
 use stockcast_feature_store::store::redis::{
@@ -17,6 +15,8 @@ use stockcast_feature_store::store::redis::{
 use stockcast_feature_store::store::{OnlineStore, StoreError};
 use stockcast_runtime::Secret;
 use stockcast_testkit::process::ChildGuard;
+
+use super::cases::{self, T0, put, read_one, symbols, view, write};
 
 fn settings(url: &str) -> RedisSettings {
     RedisSettings {

@@ -1,10 +1,11 @@
 //! The stream processor on the embedded backends: the in-process bus, the in-memory online
 //! store and SQLite.
 
-use crate::support::stream;
 use stockcast_feature_store::store::memory::MemoryOnline;
 use stockcast_feature_store::store::sql::{DatabaseSettings, open};
 use stockcast_runtime::Shutdown;
+
+use crate::support::stream;
 
 async fn embedded(_case: &str) -> stream::Backends {
     stream::Backends {

@@ -5,11 +5,9 @@
 //! stops on SIGTERM with exit code 0 having committed its offsets: the next process receives
 //! only the bars published after it.
 
-use crate::support::stream;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stockcast_runtime::Shutdown;
 
 use stockcast_bus::{EventBus, KafkaBus, KafkaSettings};
 use stockcast_feature_store::store::postgres::PostgresOffline;
@@ -19,9 +17,12 @@ use stockcast_feature_store::store::{OfflineStore, OnlineStore};
 use stockcast_feature_store::view::{View, default_view};
 use stockcast_market::Bar;
 use stockcast_runtime::Secret;
+use stockcast_runtime::Shutdown;
 use stockcast_testkit::process::ChildGuard;
 use stream::{assert_exact, count_rows, interleave, publish, series, topic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::stream;
 
 /// How long consuming or stopping may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(180);

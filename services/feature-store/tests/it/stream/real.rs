@@ -1,11 +1,12 @@
 //! The stream processor on the production backends: Kafka (tansu), Redis and PostgreSQL
 //! (`scripts/deps.sh up`); each test has its own topic, group, key prefix and schema.
 
-use crate::support::stream;
 use stockcast_bus::{KafkaBus, KafkaSettings};
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
 use stockcast_feature_store::store::sql::{DatabaseSettings, open};
 use stockcast_runtime::Secret;
+
+use crate::support::stream;
 
 async fn real(case: &str) -> stream::Backends {
     let bus = KafkaBus::new(KafkaSettings {

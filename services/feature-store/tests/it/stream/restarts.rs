@@ -9,13 +9,11 @@
 //! - PostgreSQL: reached through a TCP forwarder in the test whose connections are dropped
 //!   and new ones refused during the outage (the shared PostgreSQL keeps running).
 
-use crate::support::stream;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use stockcast_runtime::Shutdown;
 
 use stockcast_bus::{KafkaBus, KafkaSettings};
 use stockcast_feature_store::store::postgres::PostgresOffline;
@@ -25,6 +23,7 @@ use stockcast_feature_store::store::{OfflineStore, OnlineStore};
 use stockcast_feature_store::view::{View, default_view};
 use stockcast_market::Bar;
 use stockcast_runtime::Secret;
+use stockcast_runtime::Shutdown;
 use stockcast_testkit::process::ChildGuard;
 use stream::{
     Backends, assert_exact, catalog, count_rows, interleave, processor, publish, series, settings,
@@ -32,6 +31,8 @@ use stream::{
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use crate::support::stream;
 
 /// How long catching up may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(120);

@@ -1,21 +1,28 @@
 //! A trace crosses the bus: the span of the batch that computes features from a bar is a
 //! child of the span that published it (W3C context in the record headers).
 
-use crate::support::stream;
 use std::sync::Arc;
-use stockcast_runtime::Shutdown;
 
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use stockcast_feature_store::store::memory::MemoryOnline;
 use stockcast_feature_store::store::sql::{DatabaseSettings, open};
 use stockcast_feature_store::view::{View, default_view};
+use stockcast_runtime::Shutdown;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
+use crate::support::stream;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feature_batch_span_continues_the_publishers_trace() {
+    // It sets the process's global trace subscriber.
+    if !stockcast_testkit::process::in_own_process(
+        "stream::trace::the_feature_batch_span_continues_the_publishers_trace",
+    ) {
+        return;
+    }
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
