@@ -50,13 +50,6 @@ impl Error {
 
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        let code = error.code();
-        if matches!(
-            code,
-            tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::DataLoss
-        ) {
-            tracing::error!(%error, "request failed");
-        }
-        tonic::Status::new(code, error.to_string())
+        stockcast_runtime::grpc::error_status(error.code(), &error)
     }
 }
