@@ -5,7 +5,7 @@ Each fixture is a small model exported by skl2onnx or onnxmltools (or built by h
 onnx.helper for operators no exporter writes), with the five stockcast contract keys in its
 metadata_props, plus a JSON file beside it holding random float32 inputs (NaN in some rows
 when the model has missing-value branches) and onnxruntime's outputs for them. The Rust test
-(libs/model/tests/matrix.rs) compares libs/model's outputs to those, so the tests need no
+(libs/model/tests/it/matrix.rs) compares libs/model's outputs to those, so the tests need no
 Python. Everything is seeded: running the script twice writes the same files.
 
     /root/.cache/stockcast/venv/bin/python scripts/model-fixtures.py [--only NAME]

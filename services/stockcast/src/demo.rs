@@ -50,7 +50,8 @@ pub struct DemoArgs {
     /// Stops after this long (e.g. `30s`) instead of waiting for Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Starts empty instead of generating two years of daily bars for five symbols.
+    /// Starts empty instead of generating two years of daily bars for five symbols (and
+    /// training the `daily-return@champion` model on them).
     #[arg(long)]
     no_data: bool,
 }
@@ -136,7 +137,8 @@ async fn load_demo_data(ingestion: SocketAddr) -> anyhow::Result<()> {
     .await
 }
 
-/// Waits until the feature store serves the demo symbols, and logs their vectors' status.
+/// Waits until the feature store serves the demo symbols and their vectors stop moving (the
+/// generated history is processed), and logs their status.
 async fn show_features(feature_store: SocketAddr) -> anyhow::Result<()> {
     use stockcast_proto::stockcast::features::v1 as pb;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{feature_store}"))?
@@ -144,6 +146,7 @@ async fn show_features(feature_store: SocketAddr) -> anyhow::Result<()> {
         .await?;
     let mut client = pb::feature_store_service_client::FeatureStoreServiceClient::new(channel);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut previous = None;
     loop {
         let reply = client
             .get_online_features(pb::GetOnlineFeaturesRequest {
@@ -157,7 +160,11 @@ async fn show_features(feature_store: SocketAddr) -> anyhow::Result<()> {
             .vectors
             .iter()
             .all(|v| v.status != pb::FeatureStatus::NotFound as i32);
-        if found || tokio::time::Instant::now() >= deadline {
+        // settled: the history is processed when no vector moved since the last poll
+        let times: Vec<_> = reply.vectors.iter().map(|v| v.event_time).collect();
+        let settled = found && previous.as_ref() == Some(&times);
+        previous = Some(times);
+        if settled || tokio::time::Instant::now() >= deadline {
             for v in &reply.vectors {
                 let status = pb::FeatureStatus::try_from(v.status)
                     .map(|s| s.as_str_name())
@@ -177,8 +184,68 @@ async fn show_features(feature_store: SocketAddr) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Name of the model `stockcast demo` trains.
+pub const DEMO_MODEL: &str = "daily-return";
+
+/// `stockcast demo`'s champion: boosted trees on the demo's history, registered in the local
+/// registry at `models_dir` and made `champion` through the proxy (audited, announced).
+pub async fn demo_champion(
+    feature_store: SocketAddr,
+    proxy: SocketAddr,
+    models_dir: PathBuf,
+    symbols: Vec<String>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let args = crate::train::TrainArgs {
+        feature_store,
+        view: "default".to_owned(),
+        view_version: 0,
+        symbols,
+        start: None,
+        end: None,
+        horizon: 1,
+        model: crate::train::ModelArg::Gbt,
+        folds: 5,
+        embargo: None,
+        lambda: 1.0,
+        trees: 100,
+        depth: 3,
+        learning_rate: 0.05,
+        min_leaf: 20,
+        subsample: 0.8,
+        seed: 7,
+        output: None,
+        name: Some(DEMO_MODEL.to_owned()),
+        registry_dir: Some(models_dir.clone()),
+        mlflow: None,
+        alias: Some("champion".to_owned()),
+        registry_proxy: Some(proxy),
+    };
+    let trained = crate::train::train_model(&args).await?;
+    let registry = stockcast_model_registry_proxy::registry::LocalRegistry::open(
+        models_dir,
+        stockcast_runtime::clock::system(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let version = crate::train::register(&registry, DEMO_MODEL, &trained).await?;
+    crate::train::set_alias(&registry, Some(proxy), DEMO_MODEL, "champion", version).await?;
+    let m = trained.report.overall.model;
+    tracing::info!(
+        model = %format!("{DEMO_MODEL}@champion"),
+        version,
+        rows = trained.report.rows,
+        rmse = m.rmse,
+        directional_accuracy = m.directional_accuracy,
+        ic = m.ic,
+        ms = started.elapsed().as_millis() as u64,
+        "trained and registered the demo model"
+    );
+    Ok(())
 }
 
 pub async fn run(args: DemoArgs) -> ExitCode {
@@ -257,6 +324,15 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             tracing::error!("demo data: {error:#}");
         } else if let Err(error) = show_features(endpoints[1].1).await {
             tracing::error!("demo features: {error:#}");
+        } else if let Err(error) = demo_champion(
+            endpoints[1].1,
+            endpoints[3].1,
+            data.path.join("models"),
+            DEMO_SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
+        )
+        .await
+        {
+            tracing::error!("demo model: {error:#}");
         }
     }
 

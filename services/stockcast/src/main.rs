@@ -4,6 +4,7 @@ mod bench;
 mod bench_features;
 mod demo;
 mod ingest;
+mod train;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Loads market data into the ingestion service: a CSV file, the generator, Alpha Vantage.
     Ingest(ingest::IngestArgs),
+    /// Trains a model on the feature store's history, validates it walk-forward and registers it.
+    Train(Box<train::TrainArgs>),
     /// Measures a running service from a client (numbers go to docs/benchmarks.md).
     Bench(bench::BenchArgs),
     /// Runs one service; configuration from `--config`, `STOCKCAST_<SERVICE>__…` and flags.
@@ -117,6 +120,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Ingest(args) => client_command(ingest::run(args)).await,
         Command::Bench(args) => client_command(bench::run(args)).await,
+        Command::Train(args) => client_command(train::run(*args)).await,
         Command::Serve { service, args } => match service {
             Service::Ingestion => stockcast_ingestion::run(args).await,
             Service::FeatureStore => stockcast_feature_store::run(args).await,

@@ -10,6 +10,7 @@ mod data_path;
 mod demo;
 mod ingest;
 mod serve;
+mod train;
 
 /// A `stockcast` command, built when needed.
 fn stockcast() -> std::process::Command {

@@ -6,6 +6,7 @@
 //! `ArrayFeatureExtractor`, and the standard `Identity` and `Cast` that exporters put
 //! around them. Any other node is refused at load with its name and operator.
 
+mod arith;
 pub(crate) mod attrs;
 mod linear;
 pub(crate) mod post;
@@ -25,7 +26,7 @@ use crate::tensor::{Tensor, TensorData};
 /// Operators this evaluator runs, for messages.
 pub(crate) const SUPPORTED: &str = "TreeEnsembleRegressor, TreeEnsembleClassifier, \
     TreeEnsemble, LinearRegressor, LinearClassifier, Scaler, Normalizer, ZipMap, \
-    ArrayFeatureExtractor (ai.onnx.ml) and Identity, Cast";
+    ArrayFeatureExtractor (ai.onnx.ml) and Identity, Cast, Add, Sub, Mul, Div";
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -42,6 +43,8 @@ enum Op {
     Pass,
     /// Columns of the last axis.
     Extract(Vec<usize>),
+    /// Elementwise arithmetic with a constant, or with the step's second input.
+    Arith(arith::Kind, Option<Vec<f32>>),
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +240,34 @@ impl Plan {
                     };
                     (Op::Extract(indices), vec![out])
                 }
+                ("", op) if arith::Kind::parse(op).is_some() => {
+                    let kind = arith::Kind::parse(op).ok_or_else(|| a.error("arithmetic"))?;
+                    let width = float_width("arithmetic")?;
+                    let other = match (constant, inputs.get(1)) {
+                        (Some(t), None) => {
+                            let c = attrs::tensor_f64(t)
+                                .map_err(|e| a.error(format!("input 1 {e}")))?;
+                            if c.len() != 1 && c.len() != width {
+                                return Err(a.error(format!(
+                                    "input 1 has {} values; one, or one per column ({width}), \
+                                     is supported",
+                                    c.len()
+                                )));
+                            }
+                            Some(c.iter().map(|&v| v as f32).collect())
+                        }
+                        (None, Some(&b)) if roles[b] == Role::Values(width) || roles[b] == role => {
+                            None
+                        }
+                        _ => {
+                            return Err(a.error(format!(
+                                "needs a constant or a computed input of {width} float columns \
+                                 as input 1"
+                            )));
+                        }
+                    };
+                    (Op::Arith(kind, other), vec![Role::Values(width)])
+                }
                 ("", "Identity") => (Op::Pass, vec![role.clone()]),
                 ("", "Cast") => {
                     let to = a.int("to", 0) as i32;
@@ -333,6 +364,16 @@ impl Plan {
                 Op::Scaler(s) => vec![s.run(data, rows, width)],
                 Op::Normalizer(n) => vec![n.run(data, rows, width)],
                 Op::Pass => vec![self.value(&values, input, x, rows)?],
+                Op::Arith(kind, constant) => {
+                    let out = match constant {
+                        Some(c) => kind.run(data, c),
+                        None => {
+                            let b = self.value(&values, step.inputs[1], x, rows)?;
+                            kind.run(data, b.as_f32().unwrap_or(&[]))
+                        }
+                    };
+                    vec![Tensor::f32(vec![rows, width], out)]
+                }
                 Op::Cast(to_float) => {
                     let v = self.value(&values, input, x, rows)?;
                     let data = match (v.data, to_float) {

@@ -7,10 +7,6 @@
 //! features, so the exported graph is one `LinearRegressor` on the raw input.
 
 use crate::contract::Contract;
-use crate::proto::{
-    self, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TypeProto, ValueInfoProto,
-};
 
 /// A fitted ridge regression on raw (unstandardized) features.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,84 +117,15 @@ impl Ridge {
     /// `[batch, n]` to `variable` `[batch, 1]`, with `contract` in `metadata_props`.
     pub fn to_onnx(&self, contract: &Contract) -> Result<Vec<u8>, String> {
         let n = self.coefficients.len();
-        if contract.feature_names.len() != n {
-            return Err(format!(
-                "the contract names {} features; the model has {n}",
-                contract.feature_names.len()
-            ));
-        }
-        let attr = |name: &str, floats: Vec<f32>| AttributeProto {
-            name: name.to_owned(),
-            floats,
-            r#type: 6, // FLOATS
-            ..AttributeProto::default()
-        };
-        let node = NodeProto {
-            input: vec!["features".to_owned()],
-            output: vec!["variable".to_owned()],
-            name: "ridge".to_owned(),
-            op_type: "LinearRegressor".to_owned(),
-            domain: "ai.onnx.ml".to_owned(),
-            attribute: vec![
-                attr(
-                    "coefficients",
-                    self.coefficients.iter().map(|&w| w as f32).collect(),
-                ),
-                attr("intercepts", vec![self.intercept as f32]),
-            ],
-        };
-        let graph = GraphProto {
-            node: vec![node],
-            name: "ridge".to_owned(),
-            input: vec![tensor_value("features", n)],
-            output: vec![tensor_value("variable", 1)],
-            ..GraphProto::default()
-        };
-        let model = ModelProto {
-            ir_version: 8,
-            producer_name: "stockcast".to_owned(),
-            producer_version: env!("CARGO_PKG_VERSION").to_owned(),
-            opset_import: vec![
-                OperatorSetIdProto {
-                    domain: String::new(),
-                    version: 15,
-                },
-                OperatorSetIdProto {
-                    domain: "ai.onnx.ml".to_owned(),
-                    version: 1,
-                },
-            ],
-            graph: Some(graph),
-            metadata_props: contract
-                .to_props()
-                .into_iter()
-                .map(|(key, value)| StringStringEntryProto { key, value })
-                .collect(),
-            ..ModelProto::default()
-        };
-        Ok(prost::Message::encode_to_vec(&model))
-    }
-}
-
-/// A float32 `[batch, width]` tensor value with a symbolic batch.
-fn tensor_value(name: &str, width: usize) -> ValueInfoProto {
-    use proto::dimension::Value as Dim;
-    let dim = |v: Dim| proto::Dimension { value: Some(v) };
-    ValueInfoProto {
-        name: name.to_owned(),
-        r#type: Some(TypeProto {
-            value: Some(proto::type_proto::Value::TensorType(
-                proto::type_proto::Tensor {
-                    elem_type: proto::FLOAT,
-                    shape: Some(proto::TensorShapeProto {
-                        dim: vec![
-                            dim(Dim::DimParam("batch".to_owned())),
-                            dim(Dim::DimValue(width as i64)),
-                        ],
-                    }),
-                },
-            )),
-        }),
+        let attr = super::export::floats;
+        let attribute = vec![
+            attr(
+                "coefficients",
+                self.coefficients.iter().map(|&w| w as f32).collect(),
+            ),
+            attr("intercepts", vec![self.intercept as f32]),
+        ];
+        super::export::model_bytes("LinearRegressor", attribute, n, contract)
     }
 }
 

@@ -5,8 +5,6 @@
 //! outputs recorded beside it: equal to 1e-5 relative (with an absolute floor of 1e-6 for
 //! values near zero), labels exactly.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

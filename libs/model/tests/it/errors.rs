@@ -1,8 +1,6 @@
 //! Bad models and bad batches are refused with errors that name the node, attribute or
 //! contract key at fault. Each case alters one committed fixture.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
