@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::postgres::PostgresOffline;
+use stockcast_feature_store::store::sql::{DatabaseSettings, open};
 use stockcast_feature_store::store::{
     FeatureRow, OfflineStore, PointInTimeQuery, Ts, ViewId, ViewWrite, WriteBatch,
 };
@@ -160,7 +160,12 @@ fn offline(c: &mut Criterion) {
     write_bench(c, &rt, "postgres", &store);
     rt.block_on(postgres.drop_schema()).unwrap();
 
-    let sqlite = rt.block_on(open(&DatabaseSettings::default())).unwrap();
+    let sqlite = rt
+        .block_on(open(
+            &DatabaseSettings::default(),
+            &stockcast_runtime::Shutdown::new(),
+        ))
+        .unwrap();
     point_in_time_bench(c, &rt, "sqlite", &sqlite);
     write_bench(c, &rt, "sqlite", &sqlite);
 }

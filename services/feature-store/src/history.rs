@@ -140,9 +140,10 @@ mod tests {
 
     /// An offline store holding rows of `symbols` at event times 1..=n each.
     async fn store_with(view: &View, symbols: &[&str], n: i64) -> Arc<dyn OfflineStore> {
-        let store = crate::store::offline::open(&Default::default())
-            .await
-            .unwrap();
+        let store =
+            crate::store::sql::open(&Default::default(), &stockcast_runtime::Shutdown::new())
+                .await
+                .unwrap();
         let rows = symbols
             .iter()
             .flat_map(|s| {

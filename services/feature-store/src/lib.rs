@@ -84,10 +84,7 @@ impl Deps {
             }
         };
         tracing::info!(online = ?settings.online.kind, "online store");
-        let offline = wait_for("offline-store", shutdown, unavailable, || {
-            store::offline::open(&settings.offline)
-        })
-        .await?;
+        let offline = store::sql::open(&settings.offline, shutdown).await?;
         let bus = settings
             .bus
             .connect()

@@ -7,8 +7,8 @@ use stockcast_runtime::cli::ServiceSettings;
 use stockcast_runtime::{ConfigError, ServerSettings, TelemetrySettings};
 
 use crate::materialize::MaterializeSettings;
-use crate::store::offline::DatabaseSettings;
 use crate::store::redis::RedisSettings;
+use crate::store::sql::DatabaseSettings;
 use crate::stream::StreamSettings;
 use crate::view::{Catalog, ViewSpec, default_view};
 

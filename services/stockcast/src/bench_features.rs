@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use stockcast_bus::{EventBus, KafkaBus, KafkaSettings, Record};
-use stockcast_feature_store::store::offline::{DatabaseSettings, open};
 use stockcast_feature_store::store::redis::{RedisOnline, RedisSettings};
+use stockcast_feature_store::store::sql::{DatabaseSettings, open};
 use stockcast_feature_store::store::{OnlineStore, OnlineWrite};
 use stockcast_feature_store::stream::{Processor, StreamSettings};
 use stockcast_feature_store::view::{Catalog, View, default_view};
@@ -164,12 +164,15 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         ..RedisSettings::default()
     })
     .await?;
-    let offline = open(&DatabaseSettings {
-        url: Secret::new(args.backends.pg.clone()),
-        schema: id.clone(),
-        max_connections: 4,
-        acquire_timeout_ms: 10_000,
-    })
+    let offline = open(
+        &DatabaseSettings {
+            url: Secret::new(args.backends.pg.clone()),
+            schema: id.clone(),
+            max_connections: 4,
+            acquire_timeout_ms: 10_000,
+        },
+        &Shutdown::new(),
+    )
     .await?;
     let catalog = Arc::new(Catalog::new(&[default_view()]).map_err(|e| anyhow::anyhow!("{e}"))?);
     let processor = Processor::new(
@@ -272,7 +275,7 @@ pub async fn online(args: OnlineArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let deps = stockcast_feature_store::Deps {
         online,
-        offline: open(&DatabaseSettings::default()).await?,
+        offline: open(&DatabaseSettings::default(), &Shutdown::new()).await?,
         bus: Arc::new(stockcast_bus::MemoryBus::new()),
         clock: stockcast_runtime::clock::system(),
     };

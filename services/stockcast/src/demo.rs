@@ -396,7 +396,7 @@ fn serve(
                 telemetry: settings.telemetry,
                 ..Default::default()
             };
-            let offline = stockcast_feature_store::store::offline::open(&features.offline)
+            let offline = stockcast_feature_store::store::sql::open(&features.offline, &shutdown)
                 .await
                 .map_err(|e| anyhow::anyhow!("feature store offline store: {e}"))?;
             let deps = stockcast_feature_store::Deps {

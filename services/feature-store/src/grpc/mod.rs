@@ -159,9 +159,10 @@ mod tests {
         let catalog = Arc::new(Catalog::new(&[default_view()]).unwrap());
         let view = catalog.get("default", 0).unwrap().clone();
         let online: Arc<dyn OnlineStore> = Arc::new(MemoryOnline::new());
-        let offline = crate::store::offline::open(&Default::default())
-            .await
-            .unwrap();
+        let offline =
+            crate::store::sql::open(&Default::default(), &stockcast_runtime::Shutdown::new())
+                .await
+                .unwrap();
         let t = 1_700_000_000;
         online
             .write(&[OnlineWrite {

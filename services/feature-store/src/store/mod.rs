@@ -6,16 +6,17 @@
 //! - [`OfflineStore`]: the bars the service has consumed, every feature row, the per-symbol
 //!   stream state and materialization jobs, with point-in-time retrieval. PostgreSQL in
 //!   production ([`postgres::PostgresOffline`]), SQLite for the embedded default
-//!   ([`sqlite::SqliteOffline`]).
+//!   ([`sqlite::SqliteOffline`]), opened by URL with [`sql::open`]; the two share their
+//!   row mapping and the Rust around their statements ([`sql`]).
 //!
 //! Times are seconds since the epoch, UTC ([`Ts`]). A feature vector's event time is the
 //! close time of the last bar it includes (open time + interval). An absent value (inside
 //! an indicator's warm-up) is NaN.
 
 pub mod memory;
-pub mod offline;
 pub mod postgres;
 pub mod redis;
+pub mod sql;
 pub mod sqlite;
 
 use std::fmt;

@@ -141,7 +141,7 @@ mod tests {
         let processor = Processor::new(
             Arc::new(Catalog::new(&[default_view()]).unwrap()),
             Arc::new(MemoryOnline::new()),
-            crate::store::offline::open(&Default::default())
+            crate::store::sql::open(&Default::default(), &stockcast_runtime::Shutdown::new())
                 .await
                 .unwrap(),
             Arc::new(stockcast_bus::MemoryBus::new()),
