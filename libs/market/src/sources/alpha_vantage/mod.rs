@@ -12,24 +12,29 @@
 //! the key (a server message echoing it) has it replaced before it leaves this module.
 
 mod budget;
+mod months;
 mod parse;
 mod settings;
+mod text;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, NaiveDate};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 pub use budget::{DailyBudgetSpent, RequestBudget, until_next_utc_midnight};
+pub use months::months_between;
 pub use settings::AlphaVantageSettings;
+pub use text::redact;
 
 use crate::sources::{BackfillSpec, Chunk, ChunkPosition, Source, SourceError, SourceParams};
+use months::parse_month;
 use parse::{Expect, Failure, av_interval, parse_body};
 use settings::MAX_BACKOFF;
+use text::{describe, snippet};
 
 /// `outputsize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -469,147 +474,11 @@ fn params_of(spec: &BackfillSpec) -> Result<&AlphaVantageParams, SourceError> {
     }
 }
 
-/// Calendar months `YYYY-MM` in US/Eastern that overlap `[start, end)` (seconds since epoch
-/// UTC), in order. Empty when the range is.
-pub fn months_between(start: i64, end: i64) -> Vec<String> {
-    let local =
-        |ts: i64| DateTime::from_timestamp(ts, 0).map(|t| t.with_timezone(&chrono_tz::US::Eastern));
-    let (Some(first), Some(last)) = (local(start), local(end.saturating_sub(1))) else {
-        return Vec::new();
-    };
-    if start >= end {
-        return Vec::new();
-    }
-    let (mut year, mut month) = (first.year(), first.month());
-    let mut months = Vec::new();
-    while (year, month) <= (last.year(), last.month()) {
-        months.push(format!("{year:04}-{month:02}"));
-        (year, month) = if month == 12 {
-            (year + 1, 1)
-        } else {
-            (year, month + 1)
-        };
-    }
-    months
-}
-
-/// Checks a `YYYY-MM` month.
-fn parse_month(month: &str) -> Result<NaiveDate, String> {
-    if month.len() != 7 {
-        return Err(format!("month {month:?} is not YYYY-MM"));
-    }
-    NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
-        .map_err(|e| format!("month {month:?} is not YYYY-MM: {e}"))
-}
-
-/// `url` with the value of `apikey` replaced, for logs.
-pub fn redact(url: &Url) -> String {
-    let mut shown = url.clone();
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k.eq_ignore_ascii_case("apikey") {
-                REDACTED.to_owned()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    shown.query_pairs_mut().clear().extend_pairs(pairs);
-    shown.to_string()
-}
-
-/// A reqwest error's causes, without reqwest's own text (which names the URL, and so the
-/// API key).
-fn describe(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut current = std::error::Error::source(error);
-    while let Some(cause) = current {
-        parts.push(cause.to_string());
-        current = cause.source();
-    }
-    if parts.is_empty() {
-        kind_of(error).to_owned()
-    } else {
-        parts.join(": ")
-    }
-}
-
-fn kind_of(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
-        "connection error"
-    } else if error.is_body() {
-        "body error"
-    } else if error.is_decode() {
-        "decode error"
-    } else if error.is_builder() {
-        "builder error"
-    } else if error.is_request() {
-        "request error"
-    } else {
-        "http error"
-    }
-}
-
-/// The start of a body for an HTTP error message.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None if text.is_empty() => "(empty body)".to_owned(),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    fn ts(text: &str) -> i64 {
-        DateTime::parse_from_rfc3339(text).unwrap().timestamp()
-    }
-
-    #[test]
-    fn months_are_counted_in_us_eastern() {
-        assert_eq!(
-            months_between(ts("2024-01-15T00:00:00Z"), ts("2024-04-01T00:00:00Z")),
-            vec!["2024-01", "2024-02", "2024-03"]
-        );
-        // 2024-04-01T03:00Z is still 31 March in New York.
-        assert_eq!(
-            months_between(ts("2024-03-31T12:00:00Z"), ts("2024-04-01T03:00:00Z")),
-            vec!["2024-03"]
-        );
-        // 2024-03-01T02:00Z is 29 February in New York.
-        assert_eq!(
-            months_between(ts("2024-03-01T02:00:00Z"), ts("2024-03-02T00:00:00Z")),
-            vec!["2024-02", "2024-03"]
-        );
-        assert_eq!(
-            months_between(ts("2023-11-20T00:00:00Z"), ts("2024-02-01T05:00:00Z")),
-            vec!["2023-11", "2023-12", "2024-01"]
-        );
-        assert!(months_between(10, 10).is_empty());
-        assert!(months_between(i64::MAX - 5, i64::MAX).is_empty());
-    }
-
-    #[test]
-    fn redaction_hides_only_the_key() {
-        let url = Url::parse(
-            "http://127.0.0.1:1/query?function=TIME_SERIES_DAILY&symbol=IBM&apikey=S3CR3T",
-        )
-        .unwrap();
-        let shown = redact(&url);
-        assert!(!shown.contains("S3CR3T"), "{shown}");
-        assert!(shown.contains("symbol=IBM"), "{shown}");
-        assert!(shown.contains("apikey=%5Bredacted%5D"), "{shown}");
-    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_a_cap() {
