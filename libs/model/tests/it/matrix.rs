@@ -228,3 +228,37 @@ fn each_row_run_alone_equals_its_row_in_the_batch() {
         }
     }
 }
+
+#[test]
+fn every_batch_size_equals_its_rows_in_the_full_batch() {
+    // tract models get a plan per batch size for the first few sizes and share one for the
+    // rest: every prefix of the input, run twice, takes both kinds
+    let mut tract_cases = 0;
+    for (name, case) in cases() {
+        let bytes = std::fs::read(fixtures().join(case["model"].as_str().unwrap())).unwrap();
+        let model = Model::load(&bytes).unwrap();
+        if model.engine() != "tract" {
+            continue;
+        }
+        tract_cases += 1;
+        let n = model.n_features();
+        let input: Vec<f32> = floats(&case["input"]).iter().map(|&v| v as f32).collect();
+        let full = model.run(&input).unwrap();
+        assert!(full.rows > 8, "{name}: {} rows", full.rows);
+        for _ in 0..2 {
+            for rows in 1..=full.rows {
+                let part = model.run(&input[..rows * n]).unwrap();
+                assert_eq!(part.rows, rows, "{name}");
+                for r in 0..rows {
+                    for (a, b) in part.row(r).iter().zip(full.row(r)) {
+                        assert!(
+                            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                            "{name} row {r} of {rows}: {a}, {b} in the full batch"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(tract_cases > 0, "no fixture runs on tract");
+}
