@@ -262,3 +262,39 @@ fn every_batch_size_equals_its_rows_in_the_full_batch() {
     }
     assert!(tract_cases > 0, "no fixture runs on tract");
 }
+
+#[test]
+fn concurrent_runs_of_one_tract_model_each_get_their_own_result() {
+    // the per-batch-size plans are built and shared while other threads run the model
+    let bytes = std::fs::read(fixtures().join("skl_mlp_regressor.onnx")).unwrap();
+    let model = Model::load(&bytes).unwrap();
+    assert_eq!(model.engine(), "tract");
+    let n = model.n_features();
+    let input: Vec<f32> = (0..17 * n).map(|i| (i as f32 * 0.37).sin()).collect();
+    // each batch size run alone first: a concurrent run must give the same values, up to the
+    // rounding of the plan it runs on (the first eight batch sizes seen get plans of their own)
+    let alone: Vec<Vec<f32>> = (1..=17)
+        .map(|rows| model.run(&input[..rows * n]).unwrap().values)
+        .collect();
+    // a fresh load, so its plans are built while the other threads run
+    let model = Model::load(&bytes).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (model, input, alone) = (&model, &input, &alone);
+            scope.spawn(move || {
+                for i in 0..40 {
+                    let rows = 1 + (t * 5 + i) % alone.len();
+                    let part = model.run(&input[..rows * n]).unwrap();
+                    assert_eq!(part.values.len(), rows);
+                    for (a, b) in part.values.iter().zip(&alone[rows - 1]) {
+                        let (a, b) = (f64::from(*a), f64::from(*b));
+                        assert!(
+                            (a - b).abs() <= ABSOLUTE.max(RELATIVE * b.abs()),
+                            "{rows} rows: {a} concurrently, {b} alone"
+                        );
+                    }
+                }
+            });
+        }
+    });
+}
