@@ -20,7 +20,8 @@ use tract_onnx::prelude::*;
 use crate::error::ModelError;
 use crate::tensor::{Tensor as Output, TensorData};
 
-/// Batch sizes that get a plan of their own; later ones run on the symbolic-batch plan.
+/// Batch sizes that get a plan of their own; later ones run on the symbolic-batch plan. Each
+/// plan holds its own packed copy of the weight matrices.
 const MAX_PLANS: usize = 8;
 
 /// A graph optimized by tract for `[batch, n_features]` float32 inputs.
