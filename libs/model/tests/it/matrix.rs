@@ -228,3 +228,73 @@ fn each_row_run_alone_equals_its_row_in_the_batch() {
         }
     }
 }
+
+#[test]
+fn every_batch_size_equals_its_rows_in_the_full_batch() {
+    // tract models get a plan per batch size for the first few sizes and share one for the
+    // rest: every prefix of the input, run twice, takes both kinds
+    let mut tract_cases = 0;
+    for (name, case) in cases() {
+        let bytes = std::fs::read(fixtures().join(case["model"].as_str().unwrap())).unwrap();
+        let model = Model::load(&bytes).unwrap();
+        if model.engine() != "tract" {
+            continue;
+        }
+        tract_cases += 1;
+        let n = model.n_features();
+        let input: Vec<f32> = floats(&case["input"]).iter().map(|&v| v as f32).collect();
+        let full = model.run(&input).unwrap();
+        assert!(full.rows > 8, "{name}: {} rows", full.rows);
+        for _ in 0..2 {
+            for rows in 1..=full.rows {
+                let part = model.run(&input[..rows * n]).unwrap();
+                assert_eq!(part.rows, rows, "{name}");
+                for r in 0..rows {
+                    for (a, b) in part.row(r).iter().zip(full.row(r)) {
+                        assert!(
+                            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                            "{name} row {r} of {rows}: {a}, {b} in the full batch"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(tract_cases > 0, "no fixture runs on tract");
+}
+
+#[test]
+fn concurrent_runs_of_one_tract_model_each_get_their_own_result() {
+    // the per-batch-size plans are built and shared while other threads run the model
+    let bytes = std::fs::read(fixtures().join("skl_mlp_regressor.onnx")).unwrap();
+    let model = Model::load(&bytes).unwrap();
+    assert_eq!(model.engine(), "tract");
+    let n = model.n_features();
+    let input: Vec<f32> = (0..17 * n).map(|i| (i as f32 * 0.37).sin()).collect();
+    // each batch size run alone first: a concurrent run must give the same values, up to the
+    // rounding of the plan it runs on (the first eight batch sizes seen get plans of their own)
+    let alone: Vec<Vec<f32>> = (1..=17)
+        .map(|rows| model.run(&input[..rows * n]).unwrap().values)
+        .collect();
+    // a fresh load, so its plans are built while the other threads run
+    let model = Model::load(&bytes).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (model, input, alone) = (&model, &input, &alone);
+            scope.spawn(move || {
+                for i in 0..40 {
+                    let rows = 1 + (t * 5 + i) % alone.len();
+                    let part = model.run(&input[..rows * n]).unwrap();
+                    assert_eq!(part.values.len(), rows);
+                    for (a, b) in part.values.iter().zip(&alone[rows - 1]) {
+                        let (a, b) = (f64::from(*a), f64::from(*b));
+                        assert!(
+                            (a - b).abs() <= ABSOLUTE.max(RELATIVE * b.abs()),
+                            "{rows} rows: {a} concurrently, {b} alone"
+                        );
+                    }
+                }
+            });
+        }
+    });
+}
