@@ -5,8 +5,8 @@
 
 mod postgres;
 pub use self::postgres::valid_schema;
-mod jobs;
 mod rows;
+mod shared;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -16,6 +16,7 @@ use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
 
 pub use self::postgres::PostgresStore;
+pub use self::shared::{Dialect, JobStatements, SqlStore, Statements};
 pub use self::sqlite::SqliteStore;
 pub use crate::coverage::Coverage;
 pub use crate::ingest::{Counts, Outcome, StoredBar};

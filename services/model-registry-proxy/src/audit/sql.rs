@@ -72,11 +72,20 @@ impl TryFrom<EntryRow> for AuditEntry {
 
 /// The audit log in one database: PostgreSQL ([`super::PostgresAudit`], in the service's
 /// schema) or SQLite ([`super::SqliteAudit`]).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqlAudit<DB: Database> {
     pub(super) pool: Pool<DB>,
     /// The schema every connection is on (PostgreSQL; empty for SQLite).
     pub(super) schema: String,
+}
+
+impl<DB: Database> Clone for SqlAudit<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            schema: self.schema.clone(),
+        }
+    }
 }
 
 impl<DB: Database> SqlAudit<DB> {
