@@ -1,11 +1,9 @@
 //! The PostgreSQL store: the service's own schema, batched upserts in one statement per batch.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
+use std::collections::HashMap;
 use stockcast_market::Bar;
 use uuid::Uuid;
 
@@ -20,38 +18,9 @@ pub type PostgresStore = SqlStore<Postgres>;
 pub use stockcast_sql::valid_schema;
 
 impl SqlStore<Postgres> {
-    /// Connects lazily to `url` with every connection on `schema`.
-    pub fn connect_lazy(
-        url: &str,
-        schema: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        let pool = stockcast_sql::schema_pool(url, schema, max_connections, acquire_timeout)?;
-        Ok(Self::from_pool(pool, schema))
-    }
-
-    /// A store on `pool`, whose connections are on `schema` (see [`stockcast_sql::open`]).
-    pub fn from_pool(pool: PgPool, schema: &str) -> Self {
-        Self {
-            pool,
-            schema: schema.to_owned(),
-        }
-    }
-
     /// Creates the schema and applies migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Ok(stockcast_sql::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
-    }
-
-    /// Drops the schema with everything in it (tests).
-    pub async fn drop_schema(&self) -> Result<(), StoreError> {
-        Ok(stockcast_sql::drop_schema(&self.pool, &self.schema).await?)
-    }
-
-    /// Closes the pool, waiting for connections in use.
-    pub async fn close(&self) {
-        self.pool.close().await;
+        Ok(self.db().migrate(&MIGRATOR).await?)
     }
 }
 

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 use stockcast_market::Interval;
 use stockcast_market::sources::BackfillSpec;
+use stockcast_sql::SchemaPool;
 use uuid::Uuid;
 
 use super::rows::{self, BarRow, CoverageRow, JobRow};
@@ -71,16 +72,28 @@ pub struct JobStatements {
 /// schema) or SQLite ([`super::SqliteStore`]).
 #[derive(Debug)]
 pub struct SqlStore<DB: Database> {
-    pub(super) pool: Pool<DB>,
-    /// The schema every connection is on (PostgreSQL; empty for SQLite).
-    pub(super) schema: String,
+    pub(super) db: SchemaPool<DB>,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    /// The pool and its schema (PostgreSQL: [`SchemaPool::drop_schema`] in tests).
+    pub fn db(&self) -> &SchemaPool<DB> {
+        &self.db
+    }
+}
+
+/// A store on a pool already migrated (see `open`), e.g. one of
+/// [`SchemaPool::connect_lazy`] (then migrate it).
+impl<DB: Database> From<SchemaPool<DB>> for SqlStore<DB> {
+    fn from(db: SchemaPool<DB>) -> Self {
+        Self { db }
+    }
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
-            schema: self.schema.clone(),
+            db: self.db.clone(),
         }
     }
 }
@@ -106,11 +119,11 @@ where
     (i64,): for<'r> FromRow<'r, DB::Row>,
 {
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
-        DB::begin(&self.pool).await
+        DB::begin(self.db.pool()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.db.pool()).await?;
         Ok(())
     }
 
@@ -126,7 +139,7 @@ where
             .bind(interval.as_str())
             .bind(start)
             .bind(end)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         Ok(rows
             .into_iter()
@@ -150,7 +163,7 @@ where
             .bind(after_symbol)
             .bind(after_interval)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.into_iter().map(Coverage::try_from).collect()
     }
@@ -159,7 +172,7 @@ where
         let rows: Vec<(i64,)> = sqlx::query_as(DB::STATEMENTS.timestamps)
             .bind(symbol)
             .bind(interval.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         Ok(rows.into_iter().map(|(ts,)| ts).collect())
     }
@@ -174,14 +187,14 @@ where
             .bind(Uuid::now_v7().to_string())
             .bind(request_id.clone())
             .bind(Json(spec.clone()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         let row = match inserted {
             Some(row) => row,
             None => {
                 sqlx::query_as(DB::STATEMENTS.jobs.by_request)
                     .bind(request_id)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.db.pool())
                     .await?
             }
         };
@@ -192,7 +205,7 @@ where
         rows::job(
             sqlx::query_as(DB::STATEMENTS.jobs.by_id)
                 .bind(id.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?,
         )
     }
@@ -203,7 +216,7 @@ where
             .bind(filter.symbol.clone())
             .bind(filter.before.map(|id| id.to_string()))
             .bind(filter.limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         Ok(rows::readable_jobs(found))
     }
@@ -211,7 +224,7 @@ where
     async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
         let keys: Vec<(String,)> = sqlx::query_as(DB::STATEMENTS.jobs.done_chunks)
             .bind(id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         Ok(keys.into_iter().map(|(key,)| key).collect())
     }
@@ -227,7 +240,7 @@ where
             .bind(update.resumed)
             .bind(update.error.clone())
             .bind(name(update.only_from))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         Ok(changed.is_some())
     }

@@ -18,24 +18,9 @@ impl SqlStore<Sqlite> {
     /// Opens (creating if missing) the database at `url` (`sqlite::memory:` or
     /// `sqlite://path/to/file.db`) and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let settings = stockcast_sql::DatabaseSettings {
-            url: stockcast_runtime::Secret::new(url),
-            ..Default::default()
-        };
-        let pool = stockcast_sql::sqlite_pool(&settings).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
-        Ok(Self::from_pool(pool))
-    }
-
-    /// A store on `pool`, already migrated (see [`super::open`]).
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            schema: String::new(),
-        }
+        Ok(stockcast_sql::SchemaPool::open_sqlite(url, &MIGRATOR)
+            .await?
+            .into())
     }
 }
 

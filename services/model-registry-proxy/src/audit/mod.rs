@@ -10,6 +10,7 @@ mod sqlite;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use stockcast_sql::SchemaPool;
 
 pub use self::postgres::{PostgresAudit, valid_schema};
 pub use self::sql::{AuditDialect, AuditStatements, SqlAudit};
@@ -176,10 +177,10 @@ pub async fn open(
     Ok(
         match stockcast_sql::open("database", settings, migrations, shutdown).await? {
             stockcast_sql::Database::Postgres(pool) => {
-                std::sync::Arc::new(PostgresAudit::from_pool(pool, &settings.schema))
+                std::sync::Arc::new(PostgresAudit::from(SchemaPool::new(pool, &settings.schema)))
             }
             stockcast_sql::Database::Sqlite(pool) => {
-                std::sync::Arc::new(SqliteAudit::from_pool(pool))
+                std::sync::Arc::new(SqliteAudit::from(SchemaPool::new(pool, "")))
             }
         },
     )

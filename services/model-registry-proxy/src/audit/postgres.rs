@@ -1,10 +1,7 @@
 //! The audit store in the service's own PostgreSQL schema: its statements (the time is
 //! stored as `timestamptz` and answered as milliseconds) and its setup.
 
-use std::time::Duration;
-
 use sqlx::Postgres;
-use sqlx::postgres::PgPool;
 
 use super::AuditError;
 use super::sql::{AuditDialect, AuditStatements, SqlAudit};
@@ -49,32 +46,8 @@ impl AuditDialect for Postgres {
 }
 
 impl SqlAudit<Postgres> {
-    /// Connects lazily to `url`, every connection on `schema`.
-    pub fn connect_lazy(
-        url: &str,
-        schema: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> Result<Self, AuditError> {
-        let pool = stockcast_sql::schema_pool(url, schema, max_connections, acquire_timeout)?;
-        Ok(Self::from_pool(pool, schema))
-    }
-
-    /// An audit store on `pool`, whose connections are on `schema` (see [`super::open`]).
-    pub fn from_pool(pool: PgPool, schema: &str) -> Self {
-        Self {
-            pool,
-            schema: schema.to_owned(),
-        }
-    }
-
     /// Creates the schema and applies migrations.
     pub async fn migrate(&self) -> Result<(), AuditError> {
-        Ok(stockcast_sql::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
-    }
-
-    /// Drops the schema with everything in it (tests).
-    pub async fn drop_schema(&self) -> Result<(), AuditError> {
-        Ok(stockcast_sql::drop_schema(&self.pool, &self.schema).await?)
+        Ok(self.db.migrate(&MIGRATOR).await?)
     }
 }

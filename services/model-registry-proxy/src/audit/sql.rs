@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use stockcast_sql::SchemaPool;
 
 use super::{AuditEntry, AuditError, AuditFilter, AuditStore, Change, ChangeKind, KnownAliases};
 
@@ -74,24 +75,21 @@ impl TryFrom<EntryRow> for AuditEntry {
 /// schema) or SQLite ([`super::SqliteAudit`]).
 #[derive(Debug)]
 pub struct SqlAudit<DB: Database> {
-    pub(super) pool: Pool<DB>,
-    /// The schema every connection is on (PostgreSQL; empty for SQLite).
-    pub(super) schema: String,
+    pub(super) db: SchemaPool<DB>,
 }
 
-impl<DB: Database> Clone for SqlAudit<DB> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-            schema: self.schema.clone(),
-        }
+/// An audit store on a pool already migrated (see `open`), e.g. one of
+/// [`SchemaPool::connect_lazy`] (then migrate it).
+impl<DB: Database> From<SchemaPool<DB>> for SqlAudit<DB> {
+    fn from(db: SchemaPool<DB>) -> Self {
+        Self { db }
     }
 }
 
 impl<DB: Database> SqlAudit<DB> {
     /// The pool (tests check that rows cannot be changed).
     pub fn pool(&self) -> &Pool<DB> {
-        &self.pool
+        self.db.pool()
     }
 }
 
@@ -114,13 +112,13 @@ where
     (String, String, i64): for<'r> FromRow<'r, DB::Row>,
 {
     async fn ping(&self) -> Result<(), AuditError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.db.pool()).await?;
         Ok(())
     }
 
     async fn record(&self, change: &Change) -> Result<AuditEntry, AuditError> {
         let sql = &DB::STATEMENTS;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool().begin().await?;
         let row: EntryRow = sqlx::query_as(sql.insert)
             .bind(change.occurred_at_ms)
             .bind(change.actor.as_str())
@@ -163,7 +161,7 @@ where
             .bind(filter.end_ms)
             .bind(filter.before_id)
             .bind(filter.limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         entries(rows)
     }
@@ -171,7 +169,7 @@ where
     async fn known_aliases(&self) -> Result<KnownAliases, AuditError> {
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT model_name, alias, version FROM known_aliases")
-                .fetch_all(&self.pool)
+                .fetch_all(self.db.pool())
                 .await?;
         Ok(rows
             .into_iter()
@@ -182,7 +180,7 @@ where
     async fn unpublished(&self, limit: i64) -> Result<Vec<AuditEntry>, AuditError> {
         let rows: Vec<EntryRow> = sqlx::query_as(DB::STATEMENTS.unpublished)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         entries(rows)
     }
@@ -190,7 +188,7 @@ where
     async fn mark_published(&self, id: i64) -> Result<(), AuditError> {
         sqlx::query(DB::STATEMENTS.mark_published)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }

@@ -2,7 +2,6 @@
 //! the time stored as milliseconds.
 
 use sqlx::Sqlite;
-use sqlx::sqlite::SqlitePool;
 
 use super::AuditError;
 use super::sql::{AuditDialect, AuditStatements, SqlAudit};
@@ -41,24 +40,9 @@ impl SqlAudit<Sqlite> {
     /// Opens (creating if missing) the database at `url` (`sqlite::memory:` or
     /// `sqlite://path/to/file.db`) and applies migrations.
     pub async fn open(url: &str) -> Result<Self, AuditError> {
-        let settings = stockcast_sql::DatabaseSettings {
-            url: stockcast_runtime::Secret::new(url),
-            ..Default::default()
-        };
-        let pool = stockcast_sql::sqlite_pool(&settings).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| AuditError::Database(format!("migrations: {e}")))?;
-        Ok(Self::from_pool(pool))
-    }
-
-    /// An audit store on `pool`, already migrated (see [`super::open`]).
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            schema: String::new(),
-        }
+        Ok(stockcast_sql::SchemaPool::open_sqlite(url, &MIGRATOR)
+            .await?
+            .into())
     }
 }
 
