@@ -5,12 +5,14 @@
 
 mod classify;
 mod open;
+mod pool;
 mod postgres;
 mod settings;
 mod sqlite;
 
 pub use crate::classify::{SqlErrorKind, classify};
 pub use crate::open::{Database, Migrations, open};
+pub use crate::pool::SchemaPool;
 pub use crate::postgres::{SetupError, drop_schema, migrate, schema_pool, valid_schema};
 pub use crate::settings::{Backend, DatabaseSettings};
 pub use crate::sqlite::{ExclusiveLock, lock_exclusively, sqlite_pool};

@@ -186,9 +186,15 @@ async fn a_killed_backfill_resumes_with_exactly_the_expected_rows_and_events() {
 
     // Kill mid-chunk: once the first chunk (KILLA's first 10,000 bars) is durable and two
     // batches of the second are committed, while the job is still running.
-    let store =
-        PostgresStore::connect_lazy(&setup.pg_url, &setup.schema, 2, Duration::from_secs(10))
-            .expect("pool");
+    let store = PostgresStore::from(
+        stockcast_sql::SchemaPool::connect_lazy(
+            &setup.pg_url,
+            &setup.schema,
+            2,
+            Duration::from_secs(10),
+        )
+        .expect("pool"),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let progress = job(&mut client, &job_id).await;
@@ -389,5 +395,5 @@ async fn a_killed_backfill_resumes_with_exactly_the_expected_rows_and_events() {
          (every batch but a chunk's last publishes an empty one)"
     );
     second.kill();
-    let _ = store.drop_schema().await;
+    let _ = store.db().drop_schema().await;
 }

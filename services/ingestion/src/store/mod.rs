@@ -5,8 +5,8 @@
 
 mod postgres;
 pub use self::postgres::valid_schema;
-mod jobs;
 mod rows;
+mod shared;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -14,8 +14,10 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
+use stockcast_sql::SchemaPool;
 
 pub use self::postgres::PostgresStore;
+pub use self::shared::{Dialect, JobStatements, SqlStore, Statements};
 pub use self::sqlite::SqliteStore;
 pub use crate::coverage::Coverage;
 pub use crate::ingest::{Counts, Outcome, StoredBar};
@@ -76,10 +78,10 @@ pub async fn open(
     Ok(
         match stockcast_sql::open("database", settings, migrations, shutdown).await? {
             stockcast_sql::Database::Postgres(pool) => {
-                std::sync::Arc::new(PostgresStore::from_pool(pool, &settings.schema))
+                std::sync::Arc::new(PostgresStore::from(SchemaPool::new(pool, &settings.schema)))
             }
             stockcast_sql::Database::Sqlite(pool) => {
-                std::sync::Arc::new(SqliteStore::from_pool(pool))
+                std::sync::Arc::new(SqliteStore::from(SchemaPool::new(pool, "")))
             }
         },
     )

@@ -1,73 +1,51 @@
 //! The PostgreSQL store: the service's own schema, batched upserts in one statement per batch.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
-
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
-use stockcast_market::sources::BackfillSpec;
-use stockcast_market::{Bar, Interval};
+use std::collections::HashMap;
+use stockcast_market::Bar;
 use uuid::Uuid;
 
-use super::jobs::{JobStatements, Jobs};
-use super::rows::{BarRow, CoverageRow};
-use super::{
-    BarStore, Counts, Coverage, JobFilter, JobRecord, JobUpdate, Outcome, StoreError, StoreTx,
-    StoredBar, rounds,
-};
+use super::shared::{Dialect, JobStatements, SqlStore, Statements};
+use super::{Counts, Outcome, StoreError, StoreTx, rounds};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Ingestion's tables in one PostgreSQL schema.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-    schema: String,
-}
+pub type PostgresStore = SqlStore<Postgres>;
 
 pub use stockcast_sql::valid_schema;
 
-impl PostgresStore {
-    /// Connects lazily to `url` with every connection on `schema`.
-    pub fn connect_lazy(
-        url: &str,
-        schema: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        let pool = stockcast_sql::schema_pool(url, schema, max_connections, acquire_timeout)?;
-        Ok(Self {
-            pool,
-            schema: schema.to_owned(),
-        })
-    }
-
-    /// A store on `pool`, whose connections are on `schema` (see [`stockcast_sql::open`]).
-    pub fn from_pool(pool: PgPool, schema: &str) -> Self {
-        Self {
-            pool,
-            schema: schema.to_owned(),
-        }
-    }
-
+impl SqlStore<Postgres> {
     /// Creates the schema and applies migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Ok(stockcast_sql::migrate(&self.pool, &self.schema, &MIGRATOR).await?)
+        Ok(self.db().migrate(&MIGRATOR).await?)
     }
+}
 
-    /// Drops the schema with everything in it (tests).
-    pub async fn drop_schema(&self) -> Result<(), StoreError> {
-        Ok(stockcast_sql::drop_schema(&self.pool, &self.schema).await?)
-    }
+impl Dialect for Postgres {
+    const STATEMENTS: &'static Statements = &Statements {
+        jobs: JOBS,
+        bars: "SELECT extract(epoch FROM ts)::bigint AS ts, open, high, low, close, volume, \
+               source, revision FROM bars \
+               WHERE symbol = $1 AND interval = $2 \
+                 AND ts >= to_timestamp($3) AND ts < to_timestamp($4) \
+               ORDER BY ts",
+        coverage: "SELECT symbol, interval, extract(epoch FROM min(ts))::bigint AS first_ts, \
+                   extract(epoch FROM max(ts))::bigint AS last_ts, count(*) AS bar_count \
+                   FROM bars \
+                   WHERE ($1::text IS NULL OR interval = $1) AND starts_with(symbol, $2) \
+                     AND (symbol, interval) > ($3, $4) \
+                   GROUP BY symbol, interval ORDER BY symbol, interval LIMIT $5",
+        timestamps: "SELECT extract(epoch FROM ts)::bigint FROM bars \
+                     WHERE symbol = $1 AND interval = $2 ORDER BY ts",
+    };
 
-    /// Closes the pool, waiting for connections in use.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    fn jobs(&self) -> Jobs<Postgres> {
-        Jobs::new(self.pool.clone(), &JOBS)
+    async fn begin(pool: &PgPool) -> Result<Box<dyn StoreTx>, StoreError> {
+        Ok(Box::new(PostgresTx {
+            tx: pool.begin().await?,
+        }))
     }
 }
 
@@ -132,7 +110,7 @@ macro_rules! job_columns {
 }
 
 /// The job statements in PostgreSQL's dialect (ids arrive as text).
-static JOBS: JobStatements = JobStatements {
+const JOBS: JobStatements = JobStatements {
     create: concat!(
         "INSERT INTO backfill_jobs (job_id, request_id, spec, state) \
          VALUES ($1::uuid, $2, $3, 'pending') ON CONFLICT (request_id) DO NOTHING RETURNING ",
@@ -168,106 +146,6 @@ static JOBS: JobStatements = JobStatements {
                 updated_at = now() \
              WHERE job_id = $1::uuid AND ($8::text IS NULL OR state = $8) RETURNING job_id::text",
 };
-
-#[async_trait]
-impl BarStore for PostgresStore {
-    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
-        Ok(Box::new(PostgresTx {
-            tx: self.pool.begin().await?,
-        }))
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn bars(
-        &self,
-        symbol: &str,
-        interval: Interval,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<StoredBar>, StoreError> {
-        let rows: Vec<BarRow> = sqlx::query_as(
-            "SELECT extract(epoch FROM ts)::bigint AS ts, open, high, low, close, volume, source, revision \
-             FROM bars WHERE symbol = $1 AND interval = $2 AND ts >= to_timestamp($3) AND ts < to_timestamp($4) \
-             ORDER BY ts",
-        )
-        .bind(symbol)
-        .bind(interval.as_str())
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| row.into_stored(symbol, interval))
-            .collect())
-    }
-
-    async fn coverage(
-        &self,
-        interval: Option<Interval>,
-        symbol_prefix: &str,
-        after: Option<(String, Interval)>,
-        limit: i64,
-    ) -> Result<Vec<Coverage>, StoreError> {
-        let (after_symbol, after_interval) = after
-            .map(|(s, i)| (s, i.as_str().to_owned()))
-            .unwrap_or_default();
-        let rows: Vec<CoverageRow> = sqlx::query_as(
-            "SELECT symbol, interval, extract(epoch FROM min(ts))::bigint AS first_ts, \
-                    extract(epoch FROM max(ts))::bigint AS last_ts, count(*) AS bar_count \
-             FROM bars \
-             WHERE ($1::text IS NULL OR interval = $1) AND starts_with(symbol, $2) \
-               AND (symbol, interval) > ($3, $4) \
-             GROUP BY symbol, interval ORDER BY symbol, interval LIMIT $5",
-        )
-        .bind(interval.map(Interval::as_str))
-        .bind(symbol_prefix)
-        .bind(after_symbol)
-        .bind(after_interval)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(Coverage::try_from).collect()
-    }
-
-    async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT extract(epoch FROM ts)::bigint FROM bars WHERE symbol = $1 AND interval = $2 ORDER BY ts",
-        )
-        .bind(symbol)
-        .bind(interval.as_str())
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn create_job(
-        &self,
-        request_id: Option<&str>,
-        spec: &BackfillSpec,
-    ) -> Result<JobRecord, StoreError> {
-        self.jobs().create(request_id, spec).await
-    }
-
-    async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        self.jobs().get(id).await
-    }
-
-    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        self.jobs().list(filter).await
-    }
-
-    async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
-        self.jobs().done_chunks(id).await
-    }
-
-    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
-        self.jobs().update(id, update).await
-    }
-}
 
 /// One round of bars as column arrays, the shape `UNNEST` takes.
 struct Columns<'a> {

@@ -1,57 +1,52 @@
 //! The embedded store: one SQLite file (or memory), the same tables as PostgreSQL.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, Sqlite, Transaction};
-use stockcast_market::sources::BackfillSpec;
-use stockcast_market::{Bar, Interval};
+use stockcast_market::Bar;
 use uuid::Uuid;
 
-use super::jobs::{JobStatements, Jobs};
-use super::rows::{BarRow, CoverageRow};
-use super::{
-    BarStore, Counts, Coverage, JobFilter, JobRecord, JobUpdate, Outcome, StoreError, StoreTx,
-    StoredBar,
-};
+use super::shared::{Dialect, JobStatements, SqlStore, Statements};
+use super::{Counts, Outcome, StoreError, StoreTx};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Ingestion's tables in SQLite.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating if missing) the database at `url` (`sqlite::memory:` or
     /// `sqlite://path/to/file.db`) and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let settings = stockcast_sql::DatabaseSettings {
-            url: stockcast_runtime::Secret::new(url),
-            ..Default::default()
-        };
-        let pool = stockcast_sql::sqlite_pool(&settings).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
-        Ok(Self { pool })
+        Ok(stockcast_sql::SchemaPool::open_sqlite(url, &MIGRATOR)
+            .await?
+            .into())
     }
+}
 
-    /// A store on `pool`, already migrated (see [`super::open`]).
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
-    }
+impl Dialect for Sqlite {
+    const STATEMENTS: &'static Statements = &Statements {
+        jobs: JOBS,
+        bars: "SELECT ts, open, high, low, close, volume, source, revision FROM bars \
+               WHERE symbol = ? AND interval = ? AND ts >= ? AND ts < ? ORDER BY ts",
+        coverage: "SELECT symbol, interval, min(ts) AS first_ts, max(ts) AS last_ts, \
+                   count(*) AS bar_count \
+                   FROM bars WHERE (?1 IS NULL OR interval = ?1) \
+                     AND substr(symbol, 1, length(?2)) = ?2 \
+                     AND (symbol > ?3 OR (symbol = ?3 AND interval > ?4)) \
+                   GROUP BY symbol, interval ORDER BY symbol, interval LIMIT ?5",
+        timestamps: "SELECT ts FROM bars WHERE symbol = ? AND interval = ? ORDER BY ts",
+    };
 
-    fn jobs(&self) -> Jobs<Sqlite> {
-        Jobs::new(self.pool.clone(), &JOBS)
+    async fn begin(pool: &SqlitePool) -> Result<Box<dyn StoreTx>, StoreError> {
+        Ok(Box::new(SqliteTx {
+            tx: pool.begin().await?,
+        }))
     }
 }
 
 /// The job statements in SQLite's dialect.
-static JOBS: JobStatements = JobStatements {
+const JOBS: JobStatements = JobStatements {
     create: "INSERT INTO backfill_jobs (job_id, request_id, spec, state) \
              VALUES (?1, ?2, ?3, 'pending') ON CONFLICT (request_id) DO NOTHING RETURNING *",
     by_request: "SELECT * FROM backfill_jobs WHERE request_id = ?1",
@@ -72,103 +67,6 @@ static JOBS: JobStatements = JobStatements {
                 updated_at = unixepoch() \
              WHERE job_id = ?1 AND (?8 IS NULL OR state = ?8) RETURNING job_id",
 };
-
-#[async_trait]
-impl BarStore for SqliteStore {
-    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
-        Ok(Box::new(SqliteTx {
-            tx: self.pool.begin().await?,
-        }))
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn bars(
-        &self,
-        symbol: &str,
-        interval: Interval,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<StoredBar>, StoreError> {
-        let rows: Vec<BarRow> = sqlx::query_as(
-            "SELECT ts, open, high, low, close, volume, source, revision FROM bars \
-             WHERE symbol = ? AND interval = ? AND ts >= ? AND ts < ? ORDER BY ts",
-        )
-        .bind(symbol)
-        .bind(interval.as_str())
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| row.into_stored(symbol, interval))
-            .collect())
-    }
-
-    async fn coverage(
-        &self,
-        interval: Option<Interval>,
-        symbol_prefix: &str,
-        after: Option<(String, Interval)>,
-        limit: i64,
-    ) -> Result<Vec<Coverage>, StoreError> {
-        let (after_symbol, after_interval) = after
-            .map(|(s, i)| (s, i.as_str().to_owned()))
-            .unwrap_or_default();
-        let rows: Vec<CoverageRow> = sqlx::query_as(
-            "SELECT symbol, interval, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS bar_count \
-             FROM bars WHERE (?1 IS NULL OR interval = ?1) AND substr(symbol, 1, length(?2)) = ?2 \
-               AND (symbol > ?3 OR (symbol = ?3 AND interval > ?4)) \
-             GROUP BY symbol, interval ORDER BY symbol, interval LIMIT ?5",
-        )
-        .bind(interval.map(Interval::as_str))
-        .bind(symbol_prefix)
-        .bind(after_symbol)
-        .bind(after_interval)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(Coverage::try_from).collect()
-    }
-
-    async fn timestamps(&self, symbol: &str, interval: Interval) -> Result<Vec<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT ts FROM bars WHERE symbol = ? AND interval = ? ORDER BY ts")
-                .bind(symbol)
-                .bind(interval.as_str())
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn create_job(
-        &self,
-        request_id: Option<&str>,
-        spec: &BackfillSpec,
-    ) -> Result<JobRecord, StoreError> {
-        self.jobs().create(request_id, spec).await
-    }
-
-    async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
-        self.jobs().get(id).await
-    }
-
-    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        self.jobs().list(filter).await
-    }
-
-    async fn done_chunks(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
-        self.jobs().done_chunks(id).await
-    }
-
-    async fn update_job(&self, id: Uuid, update: &JobUpdate) -> Result<bool, StoreError> {
-        self.jobs().update(id, update).await
-    }
-}
 
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,

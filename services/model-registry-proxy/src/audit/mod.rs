@@ -1,15 +1,19 @@
 //! The append-only audit log of alias changes, and the aliases as last recorded: PostgreSQL
 //! (the service's own schema) in production, SQLite embedded. Both pass one conformance
-//! suite (`tests/support/audit_cases.rs`).
+//! suite (`tests/support/audit_cases.rs`). The Rust is written once ([`SqlAudit`]); each
+//! dialect supplies its SQL text.
 
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use stockcast_sql::SchemaPool;
 
 pub use self::postgres::{PostgresAudit, valid_schema};
+pub use self::sql::{AuditDialect, AuditStatements, SqlAudit};
 pub use self::sqlite::SqliteAudit;
 
 /// What changed.
@@ -173,39 +177,13 @@ pub async fn open(
     Ok(
         match stockcast_sql::open("database", settings, migrations, shutdown).await? {
             stockcast_sql::Database::Postgres(pool) => {
-                std::sync::Arc::new(PostgresAudit::from_pool(pool, &settings.schema))
+                std::sync::Arc::new(PostgresAudit::from(SchemaPool::new(pool, &settings.schema)))
             }
             stockcast_sql::Database::Sqlite(pool) => {
-                std::sync::Arc::new(SqliteAudit::from_pool(pool))
+                std::sync::Arc::new(SqliteAudit::from(SchemaPool::new(pool, "")))
             }
         },
     )
-}
-
-/// An audit entry from a row of either database (columns named as in the migrations, the
-/// time as `occurred_at_ms`).
-fn entry_from_row<R: sqlx::Row>(row: &R) -> Result<AuditEntry, AuditError>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let kind: String = row.try_get("kind")?;
-    let origin: String = row.try_get("origin")?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        change: Change {
-            occurred_at_ms: row.try_get("occurred_at_ms")?,
-            actor: row.try_get("actor")?,
-            kind: ChangeKind::parse(&kind)?,
-            model: row.try_get("model_name")?,
-            alias: row.try_get("alias")?,
-            from_version: row.try_get("from_version")?,
-            to_version: row.try_get("to_version")?,
-            reason: row.try_get("reason")?,
-            origin: Origin::parse(&origin)?,
-        },
-    })
 }
 
 /// The audit store.

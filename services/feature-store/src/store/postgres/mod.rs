@@ -83,14 +83,14 @@ impl SqlOffline<Postgres> {
     /// A pool that connects lazily to `settings.url`, every connection on `settings.schema`.
     /// Does no I/O: call [`PostgresOffline::migrate`] before use.
     pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let pool = stockcast_sql::schema_pool(
+        let db = stockcast_sql::SchemaPool::connect_lazy(
             settings.url.expose(),
             &settings.schema,
             settings.max_connections,
             Duration::from_millis(settings.acquire_timeout_ms),
         )
         .map_err(setup)?;
-        Ok(Self::from_pool(pool, &settings.schema))
+        Ok(Self { db })
     }
 
     /// Connects, creates the schema if missing and applies migrations.
@@ -102,16 +102,12 @@ impl SqlOffline<Postgres> {
 
     /// Creates the schema if missing and applies migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        stockcast_sql::migrate(&self.pool, &self.schema, &MIGRATOR)
-            .await
-            .map_err(setup)
+        self.db.migrate(&MIGRATOR).await.map_err(setup)
     }
 
     /// Drops the schema with everything in it (tests and benchmarks).
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
-        stockcast_sql::drop_schema(&self.pool, &self.schema)
-            .await
-            .map_err(setup)
+        self.db.drop_schema().await.map_err(setup)
     }
 }
 

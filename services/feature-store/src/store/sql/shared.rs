@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 use stockcast_market::{Bar, Interval};
+use stockcast_sql::SchemaPool;
 use uuid::Uuid;
 
 use super::records::{
@@ -108,10 +109,9 @@ WHERE s.symbol IS NOT NULL
 
 /// The offline store on a pool of `DB` ([`crate::store::postgres::PostgresOffline`],
 /// [`crate::store::sqlite::SqliteOffline`]).
+#[derive(Debug)]
 pub struct SqlOffline<DB: Database> {
-    pub(crate) pool: Pool<DB>,
-    /// The schema every connection is on (PostgreSQL; empty on SQLite).
-    pub(crate) schema: String,
+    pub(crate) db: SchemaPool<DB>,
 }
 
 impl<DB: Database> SqlOffline<DB> {
@@ -119,32 +119,21 @@ impl<DB: Database> SqlOffline<DB> {
     /// `schema` (PostgreSQL; empty on SQLite).
     pub fn from_pool(pool: Pool<DB>, schema: &str) -> Self {
         Self {
-            pool,
-            schema: schema.to_owned(),
+            db: SchemaPool::new(pool, schema),
         }
     }
 
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 }
 
 impl<DB: Database> Clone for SqlOffline<DB> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
-            schema: self.schema.clone(),
+            db: self.db.clone(),
         }
-    }
-}
-
-impl<DB: Database> std::fmt::Debug for SqlOffline<DB> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlOffline")
-            .field("pool", &self.pool)
-            .field("schema", &self.schema)
-            .finish()
     }
 }
 
@@ -201,7 +190,7 @@ where
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query::<DB>("SELECT 1")
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         Ok(())
@@ -216,21 +205,21 @@ where
             .bind(view.name.clone())
             .bind(view.version)
             .bind(definition.to_owned())
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         // A new statement, so a definition committed concurrently is seen.
         let recorded: ViewRecord = sqlx::query_as(DB::STATEMENTS.view)
             .bind(view.name.clone())
             .bind(view.version)
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         Ok(recorded.registered(DB::rows_affected(&inserted) == 1))
     }
 
     async fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        DB::write(&self.pool, batch).await
+        DB::write(self.db.pool(), batch).await
     }
 
     async fn bars(
@@ -247,7 +236,7 @@ where
             .bind(DB::time(from))
             .bind(DB::time(until))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         Ok(records
@@ -268,7 +257,7 @@ where
         let keys: Vec<(&str, Ts)> = keys.into_iter().collect();
         let query = sqlx::query::<DB>(DB::STATEMENTS.bars_at).bind(interval.as_str().to_owned());
         let rows = DB::bind_keys(query, &keys)?
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         rows.iter()
@@ -280,7 +269,7 @@ where
     async fn symbols(&self, interval: Interval) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(SYMBOLS)
             .bind(interval.as_str().to_owned())
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         let mut symbols: Vec<String> = rows.into_iter().map(|(symbol,)| symbol).collect();
@@ -301,7 +290,7 @@ where
             .bind(view.name.clone())
             .bind(view.version);
         let rows = DB::bind_symbols(query, symbols)?
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         rows.iter()
@@ -324,7 +313,7 @@ where
             query.view,
         );
         let rows = DB::bind_rows(statement, query.rows)?
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         if rows.len() != query.rows.len() {
@@ -370,7 +359,7 @@ where
             .bind(DB::time(query.until))
             .bind(i64::try_from(left).unwrap_or(i64::MAX))
             .try_map(|row| HistoricalRecord::from_row(&row))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
             for record in records {
@@ -405,7 +394,7 @@ where
             .bind(job.finished_at.map(DB::time))
             .bind(DB::time(job.updated_at))
             .bind(job.error.clone())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         let row = match inserted {
@@ -414,7 +403,7 @@ where
             // committed concurrently.
             None => sqlx::query_as(DB::STATEMENTS.job_by_request)
                 .bind(job.request_id.clone())
-                .fetch_one(&self.pool)
+                .fetch_one(self.db.pool())
                 .await
                 .map_err(error::<DB>)?,
         };
@@ -424,7 +413,7 @@ where
     async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
         let row: Option<JobRow> = sqlx::query_as(DB::STATEMENTS.job)
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         row.map(JobRecord::try_from).transpose()
@@ -438,7 +427,7 @@ where
             .bind(job.finished_at.map(DB::time))
             .bind(DB::time(job.updated_at))
             .bind(job.error.clone())
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         if DB::rows_affected(&updated) == 0 {
@@ -452,7 +441,7 @@ where
 
     async fn unfinished_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
         let rows: Vec<JobRow> = sqlx::query_as(DB::STATEMENTS.unfinished_jobs)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         rows.into_iter().map(JobRecord::try_from).collect()
@@ -461,7 +450,7 @@ where
     async fn done_chunks(&self, id: Uuid) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         let rows: Vec<ChunkRecord> = sqlx::query_as(DB::STATEMENTS.done_chunks)
             .bind(id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(error::<DB>)?;
         Ok(rows.into_iter().map(|r| (r.chunk, r.state)).collect())

@@ -15,13 +15,15 @@ async fn assert_nothing_published(service: &Service, consumer: &mut dyn Consumer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_while_the_database_is_down_is_unavailable_and_says_where_to_resend() {
     let schema = stockcast_testkit::unique("ingest_down");
-    let unreachable = PostgresStore::connect_lazy(
-        "postgres://postgres@127.0.0.1:1/x",
-        &schema,
-        2,
-        Duration::from_millis(500),
-    )
-    .expect("lazy pool");
+    let unreachable = PostgresStore::from(
+        stockcast_sql::SchemaPool::connect_lazy(
+            "postgres://postgres@127.0.0.1:1/x",
+            &schema,
+            2,
+            Duration::from_millis(500),
+        )
+        .expect("lazy pool"),
+    );
     let service = Service::start_on(settings("push-down", |_| {}), unreachable).await;
     let bars: Vec<Bar> = (0..3).map(|day| daily("AAPL", day, 101.0)).collect();
     let status = push(&service, vec![bars])
@@ -49,13 +51,15 @@ async fn a_database_lost_mid_stream_keeps_the_stored_batches_and_says_where_to_r
     let schema = stockcast_testkit::unique("ingest_cut");
     let direct = crate::support::service::store_at(&url, &schema).await;
     let proxy = Proxy::start(crate::support::service::postgres_addr(&url)).await;
-    let proxied = PostgresStore::connect_lazy(
-        &crate::support::service::with_addr(&url, proxy.addr),
-        &schema,
-        2,
-        Duration::from_secs(1),
-    )
-    .expect("lazy pool");
+    let proxied = PostgresStore::from(
+        stockcast_sql::SchemaPool::connect_lazy(
+            &crate::support::service::with_addr(&url, proxy.addr),
+            &schema,
+            2,
+            Duration::from_secs(1),
+        )
+        .expect("lazy pool"),
+    );
     let service =
         Service::start_on(settings("push-cut", |s| s.ingest.batch_size = 100), proxied).await;
 
@@ -121,5 +125,5 @@ async fn a_database_lost_mid_stream_keeps_the_stored_batches_and_says_where_to_r
         (0..100).map(|i| OPEN0 + 60 * i).collect::<BTreeSet<_>>()
     );
     service.stop().await;
-    let _ = direct.drop_schema().await;
+    let _ = direct.db().drop_schema().await;
 }

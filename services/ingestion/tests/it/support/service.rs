@@ -47,7 +47,10 @@ pub async fn fresh_store(case: &str) -> PostgresStore {
 
 /// A migrated store in `schema` of the database at `url`.
 pub async fn store_at(url: &str, schema: &str) -> PostgresStore {
-    let store = PostgresStore::connect_lazy(url, schema, 4, Duration::from_secs(10)).expect("pool");
+    let store = PostgresStore::from(
+        stockcast_sql::SchemaPool::connect_lazy(url, schema, 4, Duration::from_secs(10))
+            .expect("pool"),
+    );
     store.migrate().await.expect("migrate");
     store
 }
@@ -144,7 +147,7 @@ impl Service {
             .expect("service task panicked");
         result.expect("service failed");
         // Best effort: the schema only holds test data.
-        let _ = self.store.drop_schema().await;
+        let _ = self.store.db().drop_schema().await;
     }
 }
 

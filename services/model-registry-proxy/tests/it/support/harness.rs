@@ -264,8 +264,10 @@ pub fn contract(view: &str) -> Contract {
 async fn postgres_audit() -> Arc<dyn AuditStore> {
     let url = stockcast_testkit::POSTGRES.require();
     let schema = stockcast_testkit::unique("registry");
-    let store =
-        PostgresAudit::connect_lazy(&url, &schema, 4, Duration::from_secs(10)).expect("pool");
+    let store = PostgresAudit::from(
+        stockcast_sql::SchemaPool::connect_lazy(&url, &schema, 4, Duration::from_secs(10))
+            .expect("pool"),
+    );
     store.migrate().await.expect("migrate");
     Arc::new(store)
 }
