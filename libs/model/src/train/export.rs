@@ -18,6 +18,27 @@ pub(crate) fn floats(name: &str, floats: Vec<f32>) -> AttributeProto {
     }
 }
 
+/// `values` as the float32 an ONNX attribute stores, or an error naming `name[i]` when one
+/// is outside float32's range (it would be stored as an infinity and every prediction with
+/// it would be one).
+pub(crate) fn float32s(name: &str, values: &[f64]) -> Result<Vec<f32>, String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let narrowed = v as f32;
+            if narrowed.is_finite() {
+                Ok(narrowed)
+            } else {
+                Err(format!(
+                    "{name}[{i}] = {v:e} does not fit in float32; rescale that feature \
+                     (or use a penalty) before training"
+                ))
+            }
+        })
+        .collect()
+}
+
 /// An INTS attribute.
 pub(crate) fn ints(name: &str, ints: Vec<i64>) -> AttributeProto {
     AttributeProto {

@@ -117,13 +117,13 @@ impl Ridge {
     /// `[batch, n]` to `variable` `[batch, 1]`, with `contract` in `metadata_props`.
     pub fn to_onnx(&self, contract: &Contract) -> Result<Vec<u8>, String> {
         let n = self.coefficients.len();
-        let attr = super::export::floats;
+        let (attr, float32s) = (super::export::floats, super::export::float32s);
         let attribute = vec![
             attr(
                 "coefficients",
-                self.coefficients.iter().map(|&w| w as f32).collect(),
+                float32s("coefficients", &self.coefficients)?,
             ),
-            attr("intercepts", vec![self.intercept as f32]),
+            attr("intercepts", float32s("intercepts", &[self.intercept])?),
         ];
         super::export::model_bytes("LinearRegressor", attribute, n, contract)
     }
@@ -227,5 +227,28 @@ mod tests {
                 .contains("collinear")
         );
         assert!(Ridge::fit(&collinear, &y, 2, 1.0).is_ok());
+    }
+
+    #[test]
+    fn weights_that_float32_cannot_hold_are_refused_at_export() {
+        // A feature that varies only in the subnormal range of float32 (1e-42) and a label
+        // of ordinary size: the fitted weight (about 1e42) is finite in f64 and infinite as
+        // the float32 an ONNX LinearRegressor stores.
+        let x: Vec<f32> = (0..20).map(|i| i as f32 * 1e-42).collect();
+        let y: Vec<f32> = (0..20).map(|i| i as f32).collect();
+        let ridge = Ridge::fit(&x, &y, 1, 0.0).unwrap();
+        assert!(ridge.coefficients[0].is_finite() && ridge.coefficients[0].abs() > 1e38);
+        let contract = crate::contract::Contract {
+            feature_view: "v".into(),
+            feature_view_version: 1,
+            feature_names: vec!["tiny".into()],
+            target: "t".into(),
+            horizon_bars: 1,
+        };
+        let error = ridge.to_onnx(&contract).unwrap_err();
+        assert!(
+            error.contains("coefficients[0]") && error.contains("float32"),
+            "{error}"
+        );
     }
 }
