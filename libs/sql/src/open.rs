@@ -2,11 +2,12 @@
 //! server that is not reachable yet.
 
 use sqlx::migrate::Migrator;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Postgres, Sqlite};
 use stockcast_runtime::start::wait_for;
 use stockcast_runtime::{Shutdown, StartError};
 
 use crate::classify::classify;
+use crate::pool::SchemaPool;
 use crate::postgres::{SetupError, migrate, schema_pool};
 use crate::settings::{Backend, DatabaseSettings};
 use crate::sqlite::sqlite_pool;
@@ -20,13 +21,13 @@ pub struct Migrations<'a> {
     pub sqlite: &'a Migrator,
 }
 
-/// An open, migrated database.
+/// An open, migrated database: a service's store is built `From` either pool.
 #[derive(Debug, Clone)]
 pub enum Database {
     /// PostgreSQL, every connection on the service's schema.
-    Postgres(PgPool),
+    Postgres(SchemaPool<Postgres>),
     /// SQLite.
-    Sqlite(SqlitePool),
+    Sqlite(SchemaPool<Sqlite>),
 }
 
 /// Opens the database `settings.url` names and applies `migrations`. A PostgreSQL server that
@@ -54,7 +55,7 @@ pub async fn open(
                 .run(&pool)
                 .await
                 .map_err(|e| StartError::dependency(dependency, format!("migrations: {e}")))?;
-            Ok(Database::Sqlite(pool))
+            Ok(Database::Sqlite(SchemaPool::new(pool, "")))
         }
         Backend::Postgres => {
             let pool = schema_pool(
@@ -68,7 +69,7 @@ pub async fn open(
                 migrate(&pool, &settings.schema, migrations.postgres)
             })
             .await?;
-            Ok(Database::Postgres(pool))
+            Ok(Database::Postgres(SchemaPool::new(pool, &settings.schema)))
         }
     }
 }

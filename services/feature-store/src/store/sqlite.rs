@@ -11,6 +11,8 @@
 use sqlx::sqlite::{SqlitePool, SqliteQueryResult};
 use sqlx::{Sqlite, Transaction};
 
+use stockcast_sql::SchemaPool;
+
 use super::sql::DatabaseSettings;
 use super::sql::records::encode_vector;
 use super::sql::shared::{Bound, Dialect, SqlOffline, Statements};
@@ -70,7 +72,7 @@ impl SqlOffline<Sqlite> {
             backend: BACKEND,
             reason: format!("migrations: {e}"),
         })?;
-        Ok(Self::from_pool(pool, ""))
+        Ok(Self::from(SchemaPool::new(pool, "")))
     }
 }
 

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use stockcast_market::sources::BackfillSpec;
 use stockcast_market::{Bar, Interval};
-use stockcast_sql::SchemaPool;
 
 pub use self::postgres::PostgresStore;
 pub use self::shared::{Dialect, JobStatements, SqlStore, Statements};
@@ -77,12 +76,8 @@ pub async fn open(
     };
     Ok(
         match stockcast_sql::open("database", settings, migrations, shutdown).await? {
-            stockcast_sql::Database::Postgres(pool) => {
-                std::sync::Arc::new(PostgresStore::from(SchemaPool::new(pool, &settings.schema)))
-            }
-            stockcast_sql::Database::Sqlite(pool) => {
-                std::sync::Arc::new(SqliteStore::from(SchemaPool::new(pool, "")))
-            }
+            stockcast_sql::Database::Postgres(db) => std::sync::Arc::new(PostgresStore::from(db)),
+            stockcast_sql::Database::Sqlite(db) => std::sync::Arc::new(SqliteStore::from(db)),
         },
     )
 }

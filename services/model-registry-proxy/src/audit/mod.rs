@@ -10,7 +10,6 @@ mod sqlite;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use stockcast_sql::SchemaPool;
 
 pub use self::postgres::{PostgresAudit, valid_schema};
 pub use self::sql::{AuditDialect, AuditStatements, SqlAudit};
@@ -176,12 +175,8 @@ pub async fn open(
     };
     Ok(
         match stockcast_sql::open("database", settings, migrations, shutdown).await? {
-            stockcast_sql::Database::Postgres(pool) => {
-                std::sync::Arc::new(PostgresAudit::from(SchemaPool::new(pool, &settings.schema)))
-            }
-            stockcast_sql::Database::Sqlite(pool) => {
-                std::sync::Arc::new(SqliteAudit::from(SchemaPool::new(pool, "")))
-            }
+            stockcast_sql::Database::Postgres(db) => std::sync::Arc::new(PostgresAudit::from(db)),
+            stockcast_sql::Database::Sqlite(db) => std::sync::Arc::new(SqliteAudit::from(db)),
         },
     )
 }

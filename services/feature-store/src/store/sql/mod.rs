@@ -46,10 +46,8 @@ pub async fn open(
     };
     Ok(
         match stockcast_sql::open("offline-store", settings, migrations, shutdown).await? {
-            stockcast_sql::Database::Postgres(pool) => {
-                Arc::new(PostgresOffline::from_pool(pool, &settings.schema))
-            }
-            stockcast_sql::Database::Sqlite(pool) => Arc::new(SqliteOffline::from_pool(pool, "")),
+            stockcast_sql::Database::Postgres(db) => Arc::new(PostgresOffline::from(db)),
+            stockcast_sql::Database::Sqlite(db) => Arc::new(SqliteOffline::from(db)),
         },
     )
 }

@@ -114,15 +114,14 @@ pub struct SqlOffline<DB: Database> {
     pub(crate) db: SchemaPool<DB>,
 }
 
-impl<DB: Database> SqlOffline<DB> {
-    /// A store on `pool`, already migrated (see [`super::open`]), whose connections are on
-    /// `schema` (PostgreSQL; empty on SQLite).
-    pub fn from_pool(pool: Pool<DB>, schema: &str) -> Self {
-        Self {
-            db: SchemaPool::new(pool, schema),
-        }
+impl<DB: Database> From<SchemaPool<DB>> for SqlOffline<DB> {
+    /// A store on `db`, already migrated (see [`super::open`]).
+    fn from(db: SchemaPool<DB>) -> Self {
+        Self { db }
     }
+}
 
+impl<DB: Database> SqlOffline<DB> {
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         self.db.close().await;
