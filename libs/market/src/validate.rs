@@ -80,6 +80,17 @@ pub fn cut(value: &str) -> &str {
     stockcast_runtime::echo::prefix(value, ECHO_CHARS)
 }
 
+/// A number for a message: as written for everyday sizes, in exponent form when huge or tiny
+/// (`{}` prints `1e300` as 301 digits, which would swamp the message).
+fn number(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude != 0.0 && magnitude.is_finite() && !(1e-6..1e15).contains(&magnitude) {
+        format!("{value:e}")
+    } else {
+        format!("{value}")
+    }
+}
+
 /// Checks bars against the rules. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Validator {
@@ -122,7 +133,7 @@ impl Validator {
                 return Err(Rejection::new(
                     RejectReason::InvalidPrice,
                     field,
-                    format!("{field} {value} is not a finite positive price"),
+                    format!("{field} {} is not a finite positive price", number(value)),
                 ));
             }
         }
@@ -130,7 +141,7 @@ impl Validator {
             return Err(Rejection::new(
                 RejectReason::InvalidVolume,
                 "volume",
-                format!("volume {} is not a finite number >= 0", bar.volume),
+                format!("volume {} is not a finite number >= 0", number(bar.volume)),
             ));
         }
         let body_low = bar.open.min(bar.close);
@@ -139,14 +150,22 @@ impl Validator {
             return Err(Rejection::new(
                 RejectReason::InconsistentOhlc,
                 "low",
-                format!("low {} is above min(open, close) {body_low}", bar.low),
+                format!(
+                    "low {} is above min(open, close) {}",
+                    number(bar.low),
+                    number(body_low)
+                ),
             ));
         }
         if bar.high < body_high {
             return Err(Rejection::new(
                 RejectReason::InconsistentOhlc,
                 "high",
-                format!("high {} is below max(open, close) {body_high}", bar.high),
+                format!(
+                    "high {} is below max(open, close) {}",
+                    number(bar.high),
+                    number(body_high)
+                ),
             ));
         }
         if bar.ts < MIN_TS {
@@ -536,5 +555,31 @@ mod tests {
                 "{symbol:?}"
             );
         }
+    }
+
+    #[test]
+    fn huge_and_tiny_prices_are_named_in_exponent_form_so_the_reason_stays_short() {
+        let huge = Bar {
+            open: f64::MAX,
+            high: 1e300,
+            low: f64::MAX,
+            close: 1e300,
+            ..bar()
+        };
+        let rejection = rejected(huge);
+        assert_eq!(rejection.field, "low");
+        assert!(rejection.reason.len() < 100, "{}", rejection.reason);
+        assert!(rejection.reason.contains("1e300"), "{}", rejection.reason);
+        let tiny = rejected(Bar {
+            volume: -1e-300,
+            ..bar()
+        });
+        assert!(tiny.reason.contains("-1e-300"), "{}", tiny.reason);
+        // everyday numbers read as written
+        let low = rejected(Bar {
+            low: 10.25,
+            ..bar()
+        });
+        assert!(low.reason.contains("low 10.25 "), "{}", low.reason);
     }
 }
