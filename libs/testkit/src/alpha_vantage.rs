@@ -74,7 +74,7 @@ impl AvServer {
     /// Starts a server answering every request with `script` in order; the last reply repeats
     /// once the others are used. Fixtures are served unchanged.
     pub async fn serving(script: Vec<Reply>) -> Self {
-        assert!(!script.is_empty());
+        check(&script);
         let server = Self::start().await;
         *server.shared.fallback.lock().unwrap() = script.into();
         server
@@ -83,7 +83,7 @@ impl AvServer {
     /// Answers requests for `symbol` with `script` in order; the last reply repeats. Replaces
     /// any earlier script of the symbol.
     pub fn script(&self, symbol: &str, script: Vec<Reply>) {
-        assert!(!script.is_empty());
+        check(&script);
         self.shared
             .scripts
             .lock()
@@ -184,11 +184,28 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response {
         .unwrap()
 }
 
+/// Fails the calling test at once on an empty script or a fixture that does not exist: a
+/// panic inside the server's task would only drop the connection, and the client under test
+/// would retry until its own timeout.
+fn check(script: &[Reply]) {
+    assert!(!script.is_empty(), "a script needs at least one reply");
+    for reply in script {
+        if let Reply::Fixture(name) | Reply::Truncated(name) | Reply::Slow(_, name) = reply {
+            let path = fixture_path(name);
+            assert!(path.is_file(), "no fixture {}", path.display());
+        }
+    }
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "fixtures/alpha_vantage", name]
+        .iter()
+        .collect()
+}
+
 /// The bytes of the recorded response `fixtures/alpha_vantage/<name>`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fixtures/alpha_vantage", name]
-        .iter()
-        .collect();
+    let path = fixture_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
